@@ -1,0 +1,5 @@
+//! xdp-guard user space: loading the XDP program, the controller, the API and the CLI.
+
+pub mod bpf;
+pub mod clock;
+pub mod frames;
