@@ -3,3 +3,5 @@
 pub mod bpf;
 pub mod clock;
 pub mod frames;
+pub mod sysctl;
+pub mod tcpstate;

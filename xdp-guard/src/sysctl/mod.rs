@@ -1,0 +1,1 @@
+//! Sysctl audit, apply and restore (being written).

@@ -1,0 +1,1 @@
+//! TCP state views from netlink sock_diag (being written).
