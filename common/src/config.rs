@@ -30,7 +30,9 @@ pub struct GuardConfig {
     /// Most LRU admissions per CPU per flood-guard window; beyond it the flood guard stops
     /// inserting (a spoofed flood would otherwise churn the LRU).
     pub guard_max_new: u32,
-    pub sketch_window_ns: u64,
+    /// Sketch window = 2^shift ns (30: ~1.07 s). A shift, not a division, on the SYN path.
+    pub sketch_window_shift: u32,
+    pub _pad0: u32,
     pub guard_window_ns: u64,
     /// Least time between two over-limit events for one source on one CPU.
     pub event_interval_ns: u64,
@@ -91,7 +93,8 @@ impl RateParams {
             syn_tolerance_ns: (burst - 1) * interval,
             sketch_admit: admit,
             guard_max_new: 4096,
-            sketch_window_ns: 1_000_000_000,
+            sketch_window_shift: 30,
+            _pad0: 0,
             guard_window_ns: 100_000_000,
             event_interval_ns: 1_000_000_000,
             event_budget: 64,

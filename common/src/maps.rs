@@ -93,7 +93,7 @@ pub struct BlockKeyV6 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BlockEntry {
-    /// `CLOCK_BOOTTIME` nanoseconds (`bpf_ktime_get_boot_ns`); [`NEVER`] for permanent.
+    /// `CLOCK_MONOTONIC` nanoseconds (`bpf_ktime_get_coarse_ns`); [`NEVER`] for permanent.
     pub expires_at_ns: u64,
 }
 
@@ -130,7 +130,7 @@ pub struct SourceKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SynCounter {
-    /// GCRA theoretical arrival time (boot ns), see [`crate::rate::gcra`].
+    /// GCRA theoretical arrival time (monotonic ns), see [`crate::rate::gcra`].
     pub tat_ns: u64,
     /// SYNs seen from this source on this CPU since it was admitted, including the sketch
     /// estimate it was admitted with.

@@ -33,18 +33,29 @@ pub fn gcra(tat_ns: u64, now_ns: u64, interval_ns: u64, tolerance_ns: u64) -> Op
 /// including the current one (which [`account`] then charges).
 #[inline(always)]
 pub fn admitted(now_ns: u64, estimate: u32, cfg: &GuardConfig) -> SynCounter {
-    let earlier = u64::from(estimate.saturating_sub(1));
-    // Cannot overflow: < 2^32 SYNs times an interval of at most 1 s (rate >= 1/s) is < 2^62.
-    // (A checked multiply would need a 128-bit libcall the BPF backend does not have.)
-    let charged = earlier * cfg.syn_interval_ns.min(1_000_000_000);
+    let charged = saturating_mul_u32(estimate.saturating_sub(1), cfg.syn_interval_ns);
     SynCounter {
         tat_ns: now_ns.saturating_add(charged),
-        syns: earlier,
+        syns: u64::from(estimate.saturating_sub(1)),
         over_limit: 0,
         first_seen_ns: now_ns,
         last_seen_ns: now_ns,
         last_event_ns: 0,
     }
+}
+
+/// `a * b`, saturating, without the 128-bit multiply that `u64::saturating_mul` (or any
+/// check LLVM recognises as an overflow test) lowers to: the BPF backend has no such libcall.
+/// Each partial product of a 32-bit `a` with a 32-bit half of `b` fits in 64 bits.
+#[inline(always)]
+pub fn saturating_mul_u32(a: u32, b: u64) -> u64 {
+    let a = u64::from(a);
+    let high = a * (b >> 32);
+    let low = a * (b & 0xffff_ffff);
+    if high >> 32 != 0 {
+        return u64::MAX;
+    }
+    (high << 32).saturating_add(low)
 }
 
 /// Charge one SYN to a tracked source. Returns `true` when it is over the limit.
@@ -90,12 +101,8 @@ pub fn sketch_slots(hash: u64) -> [u32; 2] {
 }
 
 #[inline(always)]
-pub fn sketch_epoch(now_ns: u64, window_ns: u64) -> u32 {
-    if window_ns == 0 {
-        0
-    } else {
-        (now_ns / window_ns) as u32
-    }
+pub fn sketch_epoch(now_ns: u64, window_shift: u32) -> u32 {
+    (now_ns >> (window_shift & 63)) as u32
 }
 
 /// Count one SYN in a sketch cell, resetting it first if it belongs to an older window.
@@ -208,13 +215,42 @@ mod tests {
     }
 
     #[test]
+    fn saturating_mul_matches_u128() {
+        for a in [0u32, 1, 2, 3, 1000, u32::MAX] {
+            for b in [
+                0u64,
+                1,
+                999,
+                1_000_000_000,
+                86_400_000_000_000,
+                1 << 40,
+                u64::MAX / 3,
+                u64::MAX,
+            ] {
+                let want = (u128::from(a) * u128::from(b)).min(u128::from(u64::MAX)) as u64;
+                assert_eq!(saturating_mul_u32(a, b), want, "{a} * {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn admission_charge_saturates() {
+        let mut c = cfg(10, 8);
+        c.syn_interval_ns = u64::MAX / 2;
+        assert_eq!(admitted(5, 4, &c).tat_ns, u64::MAX);
+        c.syn_interval_ns = 86_400_000_000_000;
+        assert_eq!(admitted(5, 3, &c).tat_ns, 5 + 2 * 86_400_000_000_000);
+    }
+
+    #[test]
     fn sketch_resets_lazily_per_window() {
         let mut cell = SketchCell::default();
         assert_eq!(sketch_bump(&mut cell, 5), 1);
         assert_eq!(sketch_bump(&mut cell, 5), 2);
         assert_eq!(sketch_bump(&mut cell, 6), 1);
-        assert_eq!(sketch_epoch(2_500_000_000, 1_000_000_000), 2);
-        assert_eq!(sketch_epoch(7, 0), 0);
+        assert_eq!(sketch_epoch(2_500_000_000, 30), 2);
+        assert_eq!(sketch_epoch(7, 0), 7);
+        assert_eq!(sketch_epoch(u64::MAX / 2, 63), 0);
     }
 
     #[test]

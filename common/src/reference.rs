@@ -66,7 +66,7 @@ pub struct Tables {
     /// Protected ports (ignored when the config says all ports).
     pub ports: Vec<u16>,
     pub allow: Vec<Prefix>,
-    /// Blocks with their expiry (boot ns).
+    /// Blocks with their expiry (monotonic ns).
     pub blocks: Vec<(Prefix, u64)>,
 }
 
@@ -326,7 +326,7 @@ fn account(
         }
         return over;
     }
-    let epoch = rate::sketch_epoch(now, cfg.sketch_window_ns);
+    let epoch = rate::sketch_epoch(now, cfg.sketch_window_shift);
     let [a, b] = rate::sketch_slots(rate::source_hash(key, cfg.hash_seed));
     let ca = rate::sketch_bump(&mut st.sketch[a as usize], epoch);
     let cb = rate::sketch_bump(&mut st.sketch[b as usize], epoch);

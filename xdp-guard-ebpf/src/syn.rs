@@ -90,7 +90,7 @@ fn admit(
     counters: &mut Counters,
 ) -> Option<SynCounter> {
     let [a, b] = rate::sketch_slots(rate::source_hash(key, cfg.hash_seed));
-    let epoch = rate::sketch_epoch(now, cfg.sketch_window_ns);
+    let epoch = rate::sketch_epoch(now, cfg.sketch_window_shift);
     let cell_a = SKETCH.get_ptr_mut(a)?;
     let cell_b = SKETCH.get_ptr_mut(b)?;
     // SAFETY: per-CPU cells of this CPU, distinct (they are in different rows).

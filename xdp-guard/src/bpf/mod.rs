@@ -261,7 +261,7 @@ impl Datapath {
         self.v4.len() + self.v6.len()
     }
 
-    /// Block a prefix until `expires_at_ns` (boot clock; [`maps::NEVER`] for permanent).
+    /// Block a prefix until `expires_at_ns` (monotonic clock; [`maps::NEVER`] for permanent).
     /// Entry first, summary second: the program never probes for an entry that is missing.
     pub fn block(&mut self, net: IpNet, expires_at_ns: u64) -> Result<(), BpfError> {
         let entry = BlockEntry { expires_at_ns };
@@ -330,7 +330,7 @@ impl Datapath {
         Ok(true)
     }
 
-    /// Every block in the kernel with its expiry (boot clock).
+    /// Every block in the kernel with its expiry (monotonic clock).
     pub fn blocks(&self) -> Vec<(IpNet, u64)> {
         self.v4
             .iter()
@@ -420,3 +420,7 @@ pub fn source_net(key: &SourceKey, ipv6_prefix_len: u32) -> IpNet {
         )
     }
 }
+
+/// The bare XDP_DROP program the benchmark measures as its baseline.
+pub static BASELINE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-guard-baseline"));

@@ -95,7 +95,7 @@ impl Harness {
     /// Block for `ttl_ns` from now (negative: already expired).
     pub fn block(&mut self, net: &str, ttl_ns: i64) {
         let net: IpNet = net.parse().expect("test prefix");
-        let expiry = (clock::boot_ns() as i64 + ttl_ns) as u64;
+        let expiry = (clock::mono_ns() as i64 + ttl_ns) as u64;
         self.dp.block(net, expiry).expect("block");
         self.tables.blocks.retain(|(p, _)| *p != prefix(net));
         self.tables.blocks.push((prefix(net), expiry));
@@ -129,7 +129,7 @@ impl Harness {
     }
 
     pub fn run_reference(&mut self, frame: &[u8]) -> reference::Decision {
-        reference::classify(frame, &self.tables, &mut self.state, clock::boot_ns())
+        reference::classify(frame, &self.tables, &mut self.state, clock::mono_ns())
     }
 
     /// Kernel and reference on the same frame; both must agree, and the kernel's action is
