@@ -1,1 +1,50 @@
-fn main() {}
+//! `cargo xtask <command>`: orchestration for xdp-guard (toolchain setup, test and lint
+//! runners). It never builds the eBPF object itself; `xdp-guard/build.rs` does that.
+//!
+//! Adding a command: write `src/<name>.rs` with an `Options` struct deriving `clap::Args`
+//! and a `pub fn run(Options) -> anyhow::Result<()>`, then add a `mod` line, a variant to
+//! `Command` and an arm to the `match` in `main`.
+
+mod cmd;
+mod lint;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "xdp-guard development tasks", arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what building and testing need (nightly rust-src, bpf-linker, Debian
+    /// packages, bpffs). Idempotent.
+    Setup(setup::Options),
+    /// Run setup, then every test of the workspace (the privileged ones need root).
+    Test(test::Options),
+    /// rustfmt check, clippy on the host crates and clippy on the eBPF crate.
+    Lint(lint::Options),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Setup(options) => setup::run(options),
+        Command::Test(options) => test::run(options),
+        Command::Lint(options) => lint::run(options),
+    };
+    // The error chain alone: with RUST_BACKTRACE set (tests want it) returning the error
+    // from main would also print xtask's own backtrace, which says nothing useful.
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
