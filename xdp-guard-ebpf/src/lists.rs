@@ -59,10 +59,10 @@ fn blocked_v4(addr: [u8; 4], clock: &mut Clock) -> bool {
                 addr: mask_v4(addr, len),
             };
             // SAFETY: the value is copied out before the map can change under us.
-            if let Some(entry) = unsafe { BLOCK_V4.get(&key) } {
-                if entry.expires_at_ns > clock.now() {
-                    return true;
-                }
+            if let Some(entry) = unsafe { BLOCK_V4.get(key) }
+                && entry.expires_at_ns > clock.now()
+            {
+                return true;
             }
         }
         len -= 1;
@@ -87,10 +87,10 @@ fn blocked_v6(addr: &[u8; 16], clock: &mut Clock) -> bool {
             addr: mask_v6(*addr, len),
         };
         // SAFETY: as above.
-        if let Some(entry) = unsafe { BLOCK_V6.get(&key) } {
-            if entry.expires_at_ns > clock.now() {
-                return true;
-            }
+        if let Some(entry) = unsafe { BLOCK_V6.get(key) }
+            && entry.expires_at_ns > clock.now()
+        {
+            return true;
         }
     }
     false

@@ -47,7 +47,7 @@ pub fn account(
 ) -> Verdict {
     let key = source_key(pkt, cfg);
     let now = clock.now();
-    let over = match SYN_COUNTERS.get_ptr_mut(&key) {
+    let over = match SYN_COUNTERS.get_ptr_mut(key) {
         Some(counter) => {
             // SAFETY: per-CPU LRU value of this CPU; no other writer while XDP runs here.
             let counter = unsafe { &mut *counter };
@@ -63,7 +63,7 @@ pub fn account(
                 if over {
                     over_limit_event(&key, &mut counter, now, cfg, counters);
                 }
-                if SYN_COUNTERS.insert(&key, &counter, 0).is_ok() {
+                if SYN_COUNTERS.insert(key, counter, 0).is_ok() {
                     counters[stats::LRU_ADMITTED] += 1;
                 }
                 over
