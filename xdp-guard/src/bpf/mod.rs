@@ -1,9 +1,14 @@
 //! Loading the XDP program and typed access to its maps. Map names and layouts come from
 //! `xdp_guard_common`; nothing here spells a map name.
 
+pub mod batch;
 pub mod index;
+pub mod pin;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -43,6 +48,27 @@ pub enum BpfError {
     MissingProgram,
     #[error("the blocklist is full ({0} entries)")]
     BlocklistFull(u32),
+    #[error("reading the eBPF maps: {0}")]
+    Io(std::io::Error),
+    #[error("XDP link: {0}")]
+    Link(#[from] aya::programs::links::LinkError),
+    #[error("pinning under {path}: {message}")]
+    Pin { path: PathBuf, message: String },
+    #[error(
+        "{dir} holds pins of layout {found}, but this build uses layout {expected}; stop the other version and run `xdp-guard detach --iface {iface}` (that removes protection until the next start)"
+    )]
+    LayoutMismatch {
+        dir: PathBuf,
+        iface: String,
+        found: String,
+        expected: u32,
+    },
+    #[error("attaching XDP to {iface} in {mode} mode: {source}")]
+    Attach {
+        iface: String,
+        mode: &'static str,
+        source: aya::programs::ProgramError,
+    },
     #[error("the allowlist is full")]
     AllowlistFull,
     #[error(
@@ -51,11 +77,13 @@ pub enum BpfError {
     TooManyV6Lengths(Ipv6Net),
 }
 
-/// Map sizes chosen at load time.
+/// Map sizes chosen at load time, and where the maps are pinned (none: not pinned).
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub block_max_entries: u32,
     pub syn_counters_max_entries: u32,
+    /// Directory for the map pins (see [`pin::PinDir`]); existing pins there are adopted.
+    pub pin_maps: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -63,6 +91,33 @@ impl Default for LoadOptions {
         Self {
             block_max_entries: BLOCK_MAX_ENTRIES,
             syn_counters_max_entries: SYN_COUNTERS_MAX_ENTRIES,
+            pin_maps: None,
+        }
+    }
+}
+
+/// How to attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Native (driver) mode, falling back to generic with a warning.
+    Auto,
+    Native,
+    Generic,
+}
+
+/// What was attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachedMode {
+    Native,
+    Generic,
+}
+
+impl AttachedMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Generic => "generic",
         }
     }
 }
@@ -94,6 +149,7 @@ pub struct Datapath {
     v4: V4Index,
     v6: V6Index,
     block_max_entries: u32,
+    link: Option<aya::programs::links::FdLink>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, BpfError> {
@@ -108,11 +164,19 @@ impl Datapath {
     /// Load the object and the program into the kernel (runs the verifier); nothing is
     /// attached yet. Accounting starts disabled until [`Datapath::set_config`].
     pub fn load(opts: &LoadOptions) -> Result<Self, BpfError> {
-        let mut ebpf = EbpfLoader::new()
+        let pins: Vec<(&'static str, PathBuf)> = match &opts.pin_maps {
+            Some(dir) => maps::ALL.iter().map(|m| (*m, dir.join(m))).collect(),
+            None => vec![],
+        };
+        let mut loader = EbpfLoader::new();
+        loader
             .map_max_entries(maps::BLOCK_V4, opts.block_max_entries)
             .map_max_entries(maps::BLOCK_V6, opts.block_max_entries)
-            .map_max_entries(maps::SYN_COUNTERS, opts.syn_counters_max_entries)
-            .load(OBJECT)?;
+            .map_max_entries(maps::SYN_COUNTERS, opts.syn_counters_max_entries);
+        for (name, path) in &pins {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(OBJECT)?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or(BpfError::MissingProgram)?
@@ -139,10 +203,159 @@ impl Datapath {
             v4: V4Index::default(),
             v6: V6Index::default(),
             block_max_entries: opts.block_max_entries,
+            link: None,
             ebpf,
         };
         dp.write_config()?;
         Ok(dp)
+    }
+
+    /// Attach to `iface`. With `link_pin`, the XDP link is pinned there; if a pinned link
+    /// already exists (a previous daemon's), the program inside it is replaced atomically, so
+    /// protection never lapses across a restart.
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+        link_pin: Option<&Path>,
+    ) -> Result<AttachedMode, BpfError> {
+        use aya::programs::{
+            XdpMode,
+            links::{FdLink, PinnedLink},
+            xdp::XdpLink,
+        };
+        if let Some(path) = link_pin
+            && path.exists()
+        {
+            let fd_link: FdLink = PinnedLink::from_pin(path)?.into();
+            let xdp_link = XdpLink::try_from(fd_link)?;
+            let program = self.program()?;
+            let id = program.attach_to_link(xdp_link)?;
+            // Keep our reference as a plain fd: dropping it closes the fd, the pin keeps the
+            // link (and the program) in place.
+            let link: FdLink = program.take_link(id)?.try_into()?;
+            self.link = Some(link);
+            return Ok(pin::recorded_mode(path).unwrap_or(AttachedMode::Native));
+        }
+        let tries: &[(XdpMode, AttachedMode)] = match mode {
+            AttachMode::Auto => &[
+                (XdpMode::Driver, AttachedMode::Native),
+                (XdpMode::Skb, AttachedMode::Generic),
+            ],
+            AttachMode::Native => &[(XdpMode::Driver, AttachedMode::Native)],
+            AttachMode::Generic => &[(XdpMode::Skb, AttachedMode::Generic)],
+        };
+        let mut last = None;
+        for (xdp_mode, attached) in tries {
+            let program = self.program()?;
+            match program.attach(iface, *xdp_mode) {
+                Ok(id) => {
+                    let link: FdLink = program.take_link(id)?.try_into()?;
+                    if let Some(path) = link_pin {
+                        let pinned = link.pin(path).map_err(|e| BpfError::Pin {
+                            path: path.to_path_buf(),
+                            message: e.to_string(),
+                        })?;
+                        pin::record_mode(path, *attached);
+                        self.link = Some(pinned.into());
+                    } else {
+                        self.link = Some(link);
+                    }
+                    return Ok(*attached);
+                }
+                Err(e) => {
+                    if mode == AttachMode::Auto && *attached == AttachedMode::Native {
+                        log::warn!(
+                            "native XDP on {iface} failed ({e}); falling back to generic mode"
+                        );
+                    }
+                    last = Some(BpfError::Attach {
+                        iface: iface.into(),
+                        mode: attached.as_str(),
+                        source: e,
+                    });
+                }
+            }
+        }
+        Err(last.unwrap_or(BpfError::MissingProgram))
+    }
+
+    /// Detach now (only for a link this process attached without a pin, or to drop ours;
+    /// a pinned link stays until [`pin::remove`]).
+    pub fn release_link(&mut self) {
+        self.link = None;
+    }
+
+    /// Rebuild the user-space mirror of adopted (pinned) maps: every block and allow that
+    /// is in the kernel but not in `keep_blocks`/`keep_allows` is removed; the caller then
+    /// re-applies its durable state with [`Self::block`] and [`Self::allow`], which only
+    /// overwrite: nothing that should stay blocked is ever absent from the maps.
+    pub fn reconcile(
+        &mut self,
+        keep_blocks: &[IpNet],
+        keep_allows: &[IpNet],
+    ) -> Result<(), BpfError> {
+        let v4: Vec<BlockKeyV4> = self.block_v4.keys().collect::<Result<_, _>>()?;
+        for k in v4 {
+            let net = IpNet::V4(
+                Ipv4Net::new(k.addr.into(), k.prefix_len as u8)
+                    .map_err(|_| BpfError::MissingMap(maps::BLOCK_V4))?,
+            );
+            if !keep_blocks.contains(&net) {
+                self.block_v4.remove(&k)?;
+            } else {
+                let e = self.block_v4.get(&k, 0)?;
+                if let IpNet::V4(n) = net {
+                    self.v4.insert(n, e.expires_at_ns);
+                }
+            }
+        }
+        let v6: Vec<BlockKeyV6> = self.block_v6.keys().collect::<Result<_, _>>()?;
+        for k in v6 {
+            let net = IpNet::V6(
+                Ipv6Net::new(k.addr.into(), k.prefix_len as u8)
+                    .map_err(|_| BpfError::MissingMap(maps::BLOCK_V6))?,
+            );
+            if !keep_blocks.contains(&net) {
+                self.block_v6.remove(&k)?;
+            } else {
+                let e = self.block_v6.get(&k, 0)?;
+                if let IpNet::V6(n) = net {
+                    self.v6.insert(n, e.expires_at_ns);
+                }
+            }
+        }
+        // Slots and lengths of what is left, then of what the caller re-applies.
+        for slot in 0..maps::V4_SLOT_COUNT {
+            let want = self.v4.slot(slot);
+            if self.v4_slots.get(&slot, 0)? != want {
+                self.v4_slots.set(slot, want, 0)?;
+            }
+        }
+        self.v6_lens.set(0, self.v6.lens(), 0)?;
+        let a4: Vec<Key<[u8; 4]>> = self.allow_v4.keys().collect::<Result<_, _>>()?;
+        for k in a4 {
+            let net = IpNet::V4(
+                Ipv4Net::new(k.data().into(), k.prefix_len() as u8)
+                    .map_err(|_| BpfError::MissingMap(maps::ALLOW_V4))?,
+            );
+            if !keep_allows.contains(&net) {
+                self.allow_v4.remove(&k)?;
+            }
+        }
+        let a6: Vec<Key<[u8; 16]>> = self.allow_v6.keys().collect::<Result<_, _>>()?;
+        for k in a6 {
+            let net = IpNet::V6(
+                Ipv6Net::new(k.data().into(), k.prefix_len() as u8)
+                    .map_err(|_| BpfError::MissingMap(maps::ALLOW_V6))?,
+            );
+            if !keep_allows.contains(&net) {
+                self.allow_v6.remove(&k)?;
+            }
+        }
+        self.allow_v4_count = self.allow_v4.keys().count();
+        self.allow_v6_count = self.allow_v6.keys().count();
+        self.write_config()
     }
 
     pub fn program(&mut self) -> Result<&mut Xdp, BpfError> {
@@ -366,7 +579,20 @@ impl Datapath {
         Ok(sum)
     }
 
-    /// Per-source totals, key by key (the controller uses batched reads instead).
+    /// Per-source totals in batches of 4,096 (one syscall per batch).
+    pub fn sources_batched(&self) -> Result<Vec<(SourceKey, SourceTotals)>, BpfError> {
+        use aya::maps::IterableMap as _;
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| BpfError::Io(e))?;
+        let all =
+            batch::lookup_all_percpu::<SourceKey, SynCounter>(self.syn_counters.map(), ncpus, 4096)
+                .map_err(BpfError::Io)?;
+        Ok(all
+            .into_iter()
+            .map(|(k, v)| (k, sum_source(v.iter())))
+            .collect())
+    }
+
+    /// Per-source totals, key by key (two syscalls per entry; see [`Self::sources_batched`]).
     pub fn sources(&self) -> Result<Vec<(SourceKey, SourceTotals)>, BpfError> {
         let mut out = Vec::new();
         for item in self.syn_counters.iter() {
