@@ -1,0 +1,908 @@
+//! The guard: durable lists, per-source rates, decisions. One mutex around the whole core:
+//! every operation is a handful of map writes and one state save, so contention is not the
+//! bottleneck, and a single lock makes "validate, write kernel, persist, or roll back" atomic
+//! with respect to every other request and the controller tick.
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    net::IpAddr,
+    path::PathBuf,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use serde::Serialize;
+use xdp_guard_common::{
+    maps::{NEVER, SourceKey},
+    stats::{self, COUNT},
+};
+
+use super::{Dataplane, escalated_ttl};
+use crate::{
+    bpf::{BpfError, source_net},
+    clock,
+    model::{AllowRecord, AttackState, BlockRecord, Offence, Origin, now_ms},
+    store::{State, Store, StoreError},
+};
+
+/// Rate samples kept per source for the `top` view's sparkline.
+const HISTORY: usize = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("{input:?} is not an IP address or prefix: {reason}")]
+    InvalidCidr { input: String, reason: String },
+    #[error("{input} has host bits set; the prefix is {canonical}")]
+    HostBits { input: String, canonical: IpNet },
+    #[error("{cidr} is broader than /{min}, the broadest IPv{family} prefix accepted")]
+    TooBroad { cidr: IpNet, min: u8, family: u8 },
+    #[error("{cidr} overlaps the allowlist entry {allow}; remove that first")]
+    OverlapsAllowlist { cidr: IpNet, allow: IpNet },
+    #[error("{cidr} covers {what} {net}, which is never blocked")]
+    Protected {
+        cidr: IpNet,
+        net: IpNet,
+        what: &'static str,
+    },
+    #[error("{0} is not in the list")]
+    NotFound(IpNet),
+    #[error(
+        "the blocklist is full ({0} entries); unblock something or raise blocking.block_max_entries"
+    )]
+    Full(u32),
+    #[error("invalid TTL: {0}")]
+    InvalidTtl(String),
+    #[error("saving state: {0}")]
+    Persist(#[from] StoreError),
+    #[error("datapath: {0}")]
+    Datapath(BpfError),
+}
+
+impl From<BpfError> for GuardError {
+    fn from(e: BpfError) -> Self {
+        match e {
+            BpfError::BlocklistFull(n) => Self::Full(n),
+            other => Self::Datapath(other),
+        }
+    }
+}
+
+/// Parse an address (`192.0.2.1`, a /32 or /128) or a canonical prefix. A prefix with host
+/// bits set is refused with its canonical form, never silently truncated.
+pub fn parse_cidr(input: &str) -> Result<IpNet, GuardError> {
+    let s = input.trim();
+    if let Ok(addr) = s.parse::<IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    let net: IpNet = s
+        .parse()
+        .map_err(|e: ipnet::AddrParseError| GuardError::InvalidCidr {
+            input: input.to_string(),
+            reason: e.to_string(),
+        })?;
+    if net.trunc() != net {
+        return Err(GuardError::HostBits {
+            input: input.to_string(),
+            canonical: net.trunc(),
+        });
+    }
+    Ok(net)
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(b) || b.contains(a)
+}
+
+/// Thresholds that decide the attack state.
+#[derive(Clone, Debug)]
+pub struct AttackThresholds {
+    pub new_sources_per_sec: u64,
+    pub syn_rate_total: u64,
+    pub syn_recv: u64,
+    pub listen_overflows_per_sec: u64,
+    pub quiet_period: Duration,
+}
+
+/// What the guard needs of the configuration (decoupled from the file format so tests can
+/// build it directly).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub interface: String,
+    pub enforce: bool,
+    /// SYN/s per source (summed over CPUs) above which a source is an offender.
+    pub syn_rate: u32,
+    pub ipv6_prefix_len: u32,
+    pub default_ttl: Duration,
+    pub escalation: f64,
+    pub max_ttl: Duration,
+    pub over_limit_ticks: u32,
+    pub min_prefix_v4: u8,
+    pub min_prefix_v6: u8,
+    /// Never blockable: loopback, the host's own addresses, admin networks.
+    pub protected: Vec<(IpNet, &'static str)>,
+    pub config_allowlist: Vec<IpNet>,
+    pub attack: AttackThresholds,
+    pub sysctl_auto: bool,
+    pub sysctl_root: PathBuf,
+    pub sysctl_backup: PathBuf,
+    /// Read SYN_RECV and listen counters (sock_diag, /proc/net/netstat) every few ticks.
+    pub watch_sockets: bool,
+}
+
+impl Settings {
+    /// Settings for tests and tools: sensible thresholds, nothing on disk outside `dir`.
+    pub fn for_tests(dir: &std::path::Path) -> Self {
+        Self {
+            interface: "test0".into(),
+            enforce: true,
+            syn_rate: 100,
+            ipv6_prefix_len: 64,
+            default_ttl: Duration::from_secs(600),
+            escalation: 2.0,
+            max_ttl: Duration::from_secs(86_400),
+            over_limit_ticks: 2,
+            min_prefix_v4: 8,
+            min_prefix_v6: 32,
+            protected: loopback(),
+            config_allowlist: vec![],
+            attack: AttackThresholds {
+                new_sources_per_sec: 5_000,
+                syn_rate_total: 20_000,
+                syn_recv: 512,
+                listen_overflows_per_sec: 1,
+                quiet_period: Duration::from_secs(60),
+            },
+            sysctl_auto: false,
+            sysctl_root: dir.join("sys"),
+            sysctl_backup: dir.join("sysctl-backup.json"),
+            watch_sockets: false,
+        }
+    }
+}
+
+/// Loopback ranges: never blockable.
+pub fn loopback() -> Vec<(IpNet, &'static str)> {
+    vec![
+        ("127.0.0.0/8".parse().expect("literal"), "loopback"),
+        ("::1/128".parse().expect("literal"), "loopback"),
+    ]
+}
+
+#[derive(Clone, Debug, Default)]
+struct Track {
+    syns: u64,
+    over_limit: u64,
+    rate: f64,
+    over_ticks: u32,
+    history: VecDeque<f32>,
+}
+
+/// A tracked source as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Offender {
+    pub source: IpNet,
+    pub syn_rate: f64,
+    pub syns: u64,
+    pub dropped: u64,
+    pub blocked: bool,
+    pub blocked_until_ms: Option<u64>,
+    /// Recent SYN/s samples, oldest first, one per tick.
+    pub history: Vec<f32>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Rates {
+    pub packets_per_sec: f64,
+    pub syns_per_sec: f64,
+    pub dropped_per_sec: f64,
+    pub new_sources_per_sec: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsSnapshot {
+    pub interface: String,
+    pub xdp_mode: String,
+    pub enforce: bool,
+    pub counters: BTreeMap<&'static str, u64>,
+    pub rates: Rates,
+    pub blocklist_size: usize,
+    pub allowlist_size: usize,
+    pub tracked_sources: usize,
+    pub attack_state: AttackState,
+    pub sysctl_profile: &'static str,
+    pub syn_recv: u64,
+    pub tick_duration_ms: f64,
+    pub ticks: u64,
+    pub uptime_secs: u64,
+}
+
+/// What one tick did.
+#[derive(Clone, Debug, Default)]
+pub struct TickReport {
+    pub expired: Vec<IpNet>,
+    pub blocked: Vec<IpNet>,
+    pub attack_changed: Option<AttackState>,
+    pub duration: Duration,
+}
+
+struct Core {
+    dp: Box<dyn Dataplane>,
+    store: Store,
+    settings: Settings,
+    blocks: BTreeMap<IpNet, BlockRecord>,
+    allows: BTreeMap<IpNet, AllowRecord>,
+    offences: BTreeMap<IpNet, Offence>,
+    tracks: HashMap<SourceKey, Track>,
+    last: Option<(tokio::time::Instant, [u64; COUNT])>,
+    rates: Rates,
+    attack: AttackState,
+    last_trigger: Option<tokio::time::Instant>,
+    sysctl_tuned: bool,
+    syn_recv: u64,
+    listen_overflows: Option<u64>,
+    tick_duration: Duration,
+    ticks: u64,
+    xdp_mode: String,
+    /// Wall time as the guard sees it: the wall clock at start plus tokio's monotonic time
+    /// since. Immune to wall-clock steps, and paused tokio time (tests) pauses it.
+    base_wall_ms: u64,
+    base_instant: tokio::time::Instant,
+}
+
+pub struct Guard {
+    core: Mutex<Core>,
+    started: Instant,
+}
+
+fn wall_ms_to_mono(ms: Option<u64>) -> u64 {
+    match ms {
+        None => NEVER,
+        Some(ms) => clock::wall_to_mono_ns(crate::model::from_unix_ms(ms)),
+    }
+}
+
+impl Guard {
+    /// Build the guard from durable state: lapsed blocks are dropped, the configured
+    /// allowlist is merged in, and everything is written to the dataplane.
+    pub fn new(
+        mut dp: Box<dyn Dataplane>,
+        store: Store,
+        settings: Settings,
+        xdp_mode: &str,
+    ) -> Result<Self, GuardError> {
+        let state = store.load()?;
+        let (base_wall_ms, base_instant) = (now_ms(), tokio::time::Instant::now());
+        let now = base_wall_ms;
+        let mut blocks = BTreeMap::new();
+        for b in state.blocks {
+            if !b.expired(now) {
+                dp.block(b.cidr, wall_ms_to_mono(b.expires_at_ms))?;
+                blocks.insert(b.cidr, b);
+            }
+        }
+        let mut allows = BTreeMap::new();
+        for a in state.allows {
+            dp.allow(a.cidr)?;
+            allows.insert(a.cidr, a);
+        }
+        for net in &settings.config_allowlist {
+            if !allows.contains_key(net) {
+                dp.allow(*net)?;
+                allows.insert(
+                    *net,
+                    AllowRecord {
+                        cidr: *net,
+                        origin: Origin::Config,
+                        note: "configuration".into(),
+                        created_at_ms: now,
+                    },
+                );
+            }
+        }
+        let core = Core {
+            dp,
+            store,
+            settings,
+            blocks,
+            allows,
+            offences: state.offences,
+            tracks: HashMap::new(),
+            last: None,
+            rates: Rates::default(),
+            attack: AttackState::None,
+            last_trigger: None,
+            sysctl_tuned: false,
+            syn_recv: 0,
+            listen_overflows: None,
+            tick_duration: Duration::ZERO,
+            ticks: 0,
+            xdp_mode: xdp_mode.to_string(),
+            base_wall_ms,
+            base_instant,
+        };
+        core.persist()?;
+        Ok(Self {
+            core: Mutex::new(core),
+            started: Instant::now(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
+        // A panic while holding the lock leaves consistent-enough state (every mutation
+        // rolls back before returning an error); keep serving rather than poison forever.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Block a prefix. `ttl: None` is permanent. Re-blocking an entry replaces it.
+    pub fn block(
+        &self,
+        cidr: &str,
+        ttl: Option<Duration>,
+        reason: Option<String>,
+    ) -> Result<BlockRecord, GuardError> {
+        let net = parse_cidr(cidr)?;
+        let mut core = self.lock();
+        core.check_blockable(&net)?;
+        if let Some(t) = ttl
+            && t.is_zero()
+        {
+            return Err(GuardError::InvalidTtl("must be at least one second".into()));
+        }
+        let now = core.now_ms();
+        let record = BlockRecord {
+            cidr: net,
+            expires_at_ms: ttl.map(|t| now + t.as_millis() as u64),
+            reason: reason.unwrap_or_else(|| "manual".into()),
+            origin: Origin::Manual,
+            offences: core.offences.get(&net).map(|o| o.count).unwrap_or(0),
+            created_at_ms: now,
+        };
+        core.insert_block(record.clone())?;
+        log::info!(
+            "blocked {net} ({}), until {}",
+            record.reason,
+            until(record.expires_at_ms)
+        );
+        Ok(record)
+    }
+
+    pub fn unblock(&self, cidr: &str) -> Result<BlockRecord, GuardError> {
+        let net = parse_cidr(cidr)?;
+        let mut core = self.lock();
+        let Some(prev) = core.blocks.remove(&net) else {
+            return Err(GuardError::NotFound(net));
+        };
+        core.dp.unblock(net)?;
+        if let Err(e) = core.persist() {
+            // Not acknowledged: put it back as it was.
+            let _ = core.dp.block(net, wall_ms_to_mono(prev.expires_at_ms));
+            core.blocks.insert(net, prev);
+            return Err(e);
+        }
+        log::info!("unblocked {net}");
+        Ok(prev)
+    }
+
+    pub fn allow(&self, cidr: &str, note: Option<String>) -> Result<AllowRecord, GuardError> {
+        let net = parse_cidr(cidr)?;
+        let mut core = self.lock();
+        if let Some(existing) = core.allows.get(&net) {
+            return Ok(existing.clone());
+        }
+        let record = AllowRecord {
+            cidr: net,
+            origin: Origin::Manual,
+            note: note.unwrap_or_default(),
+            created_at_ms: core.now_ms(),
+        };
+        core.dp.allow(net).map_err(|e| match e {
+            BpfError::AllowlistFull => GuardError::Datapath(BpfError::AllowlistFull),
+            other => GuardError::from(other),
+        })?;
+        core.allows.insert(net, record.clone());
+        if let Err(e) = core.persist() {
+            core.allows.remove(&net);
+            let _ = core.dp.disallow(net);
+            return Err(e);
+        }
+        log::info!("allowlisted {net}");
+        Ok(record)
+    }
+
+    pub fn disallow(&self, cidr: &str) -> Result<AllowRecord, GuardError> {
+        let net = parse_cidr(cidr)?;
+        let mut core = self.lock();
+        let Some(prev) = core.allows.remove(&net) else {
+            return Err(GuardError::NotFound(net));
+        };
+        core.dp.disallow(net)?;
+        if let Err(e) = core.persist() {
+            let _ = core.dp.allow(net);
+            core.allows.insert(net, prev);
+            return Err(e);
+        }
+        log::info!("removed {net} from the allowlist");
+        Ok(prev)
+    }
+
+    pub fn blocklist(&self) -> Vec<BlockRecord> {
+        self.lock().blocks.values().cloned().collect()
+    }
+
+    pub fn allowlist(&self) -> Vec<AllowRecord> {
+        self.lock().allows.values().cloned().collect()
+    }
+
+    pub fn attack_state(&self) -> AttackState {
+        self.lock().attack
+    }
+
+    /// Tracked sources, highest current SYN rate first.
+    pub fn offenders(&self, limit: usize) -> Vec<Offender> {
+        let core = self.lock();
+        let prefix = core.settings.ipv6_prefix_len;
+        let mut out: Vec<Offender> = core
+            .tracks
+            .iter()
+            .map(|(key, t)| {
+                let source = source_net(key, prefix);
+                let block = core
+                    .blocks
+                    .get(&source)
+                    .or_else(|| core.blocks.values().find(|b| b.cidr.contains(&source)));
+                Offender {
+                    source,
+                    syn_rate: t.rate,
+                    syns: t.syns,
+                    dropped: t.over_limit,
+                    blocked: block.is_some(),
+                    blocked_until_ms: block.and_then(|b| b.expires_at_ms),
+                    history: t.history.iter().copied().collect(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.syn_rate
+                .total_cmp(&a.syn_rate)
+                .then(b.syns.cmp(&a.syns))
+                .then(a.source.cmp(&b.source))
+        });
+        out.truncate(limit);
+        out
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        let core = self.lock();
+        let counters = core.dp.stats().unwrap_or([0; COUNT]);
+        StatsSnapshot {
+            interface: core.settings.interface.clone(),
+            xdp_mode: core.xdp_mode.clone(),
+            enforce: core.settings.enforce,
+            counters: stats::NAMES
+                .iter()
+                .zip(counters)
+                .map(|(n, c)| (*n, c))
+                .collect(),
+            rates: core.rates.clone(),
+            blocklist_size: core.blocks.len(),
+            allowlist_size: core.allows.len(),
+            tracked_sources: core.tracks.len(),
+            attack_state: core.attack,
+            sysctl_profile: if core.sysctl_tuned {
+                "under_attack"
+            } else {
+                "unchanged"
+            },
+            syn_recv: core.syn_recv,
+            tick_duration_ms: core.tick_duration.as_secs_f64() * 1000.0,
+            ticks: core.ticks,
+            uptime_secs: self.started.elapsed().as_secs(),
+        }
+    }
+
+    /// New thresholds and lists from a reloaded configuration; durable state is kept.
+    pub fn reload(&self, settings: Settings) -> Result<(), GuardError> {
+        let mut core = self.lock();
+        let old: Vec<IpNet> = core
+            .allows
+            .values()
+            .filter(|a| a.origin == Origin::Config)
+            .map(|a| a.cidr)
+            .collect();
+        for net in old
+            .iter()
+            .filter(|n| !settings.config_allowlist.contains(n))
+        {
+            core.dp.disallow(*net)?;
+            core.allows.remove(net);
+        }
+        for net in &settings.config_allowlist {
+            if !core.allows.contains_key(net) {
+                core.dp.allow(*net)?;
+                let created_at_ms = core.now_ms();
+                core.allows.insert(
+                    *net,
+                    AllowRecord {
+                        cidr: *net,
+                        origin: Origin::Config,
+                        note: "configuration".into(),
+                        created_at_ms,
+                    },
+                );
+            }
+        }
+        core.settings = settings;
+        core.persist()?;
+        Ok(())
+    }
+
+    /// Put back the sysctls the tuner changed (shutdown).
+    pub fn restore_sysctls(&self) {
+        let mut core = self.lock();
+        if core.sysctl_tuned {
+            core.restore_sysctls();
+        }
+    }
+
+    /// One controller step. `event` is true when an over-limit event woke us early.
+    pub fn tick(&self) -> TickReport {
+        let started = Instant::now();
+        let mut core = self.lock();
+        let mut report = TickReport::default();
+        core.expire(&mut report);
+        if let Err(e) = core.evaluate(&mut report) {
+            log::warn!("controller tick: {e}");
+        }
+        if !report.expired.is_empty() || !report.blocked.is_empty() {
+            if let Err(e) = core.persist() {
+                log::error!("saving state after a tick: {e}");
+            }
+        }
+        core.ticks += 1;
+        core.tick_duration = started.elapsed();
+        report.duration = core.tick_duration;
+        report
+    }
+}
+
+fn until(ms: Option<u64>) -> String {
+    match ms {
+        None => "forever".into(),
+        Some(ms) => humantime::format_rfc3339_seconds(crate::model::from_unix_ms(ms)).to_string(),
+    }
+}
+
+impl Core {
+    fn now_ms(&self) -> u64 {
+        self.base_wall_ms
+            + tokio::time::Instant::now()
+                .duration_since(self.base_instant)
+                .as_millis() as u64
+    }
+
+    fn persist(&self) -> Result<(), GuardError> {
+        let state = State {
+            format: crate::store::STATE_FORMAT,
+            blocks: self.blocks.values().cloned().collect(),
+            allows: self.allows.values().cloned().collect(),
+            offences: self.offences.clone(),
+        };
+        self.store.save(&state)?;
+        Ok(())
+    }
+
+    fn check_blockable(&self, net: &IpNet) -> Result<(), GuardError> {
+        let (min, family) = match net {
+            IpNet::V4(_) => (self.settings.min_prefix_v4, 4),
+            IpNet::V6(_) => (self.settings.min_prefix_v6, 6),
+        };
+        if net.prefix_len() < min {
+            return Err(GuardError::TooBroad {
+                cidr: *net,
+                min,
+                family,
+            });
+        }
+        if let Some(a) = self.allows.keys().find(|a| overlaps(a, net)) {
+            return Err(GuardError::OverlapsAllowlist {
+                cidr: *net,
+                allow: *a,
+            });
+        }
+        if let Some((p, what)) = self
+            .settings
+            .protected
+            .iter()
+            .find(|(p, _)| overlaps(p, net))
+        {
+            return Err(GuardError::Protected {
+                cidr: *net,
+                net: *p,
+                what,
+            });
+        }
+        Ok(())
+    }
+
+    /// Kernel first, then durable state; if saving fails, the kernel goes back to what it was.
+    fn insert_block(&mut self, record: BlockRecord) -> Result<(), GuardError> {
+        let net = record.cidr;
+        let prev = self.blocks.get(&net).cloned();
+        self.dp.block(net, wall_ms_to_mono(record.expires_at_ms))?;
+        self.blocks.insert(net, record);
+        if let Err(e) = self.persist() {
+            match prev {
+                Some(p) => {
+                    let _ = self.dp.block(net, wall_ms_to_mono(p.expires_at_ms));
+                    self.blocks.insert(net, p);
+                }
+                None => {
+                    let _ = self.dp.unblock(net);
+                    self.blocks.remove(&net);
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn expire(&mut self, report: &mut TickReport) {
+        let now = self.now_ms();
+        let lapsed: Vec<IpNet> = self
+            .blocks
+            .values()
+            .filter(|b| b.expired(now))
+            .map(|b| b.cidr)
+            .collect();
+        for net in lapsed {
+            match self.dp.unblock(net) {
+                Ok(_) => {
+                    self.blocks.remove(&net);
+                    log::info!("block on {net} expired");
+                    report.expired.push(net);
+                }
+                Err(e) => log::warn!("removing expired block {net}: {e}"),
+            }
+        }
+    }
+
+    fn evaluate(&mut self, report: &mut TickReport) -> Result<(), GuardError> {
+        let now = tokio::time::Instant::now();
+        let counters = self.dp.stats()?;
+        let dt = match self.last {
+            Some((t, _)) => now.duration_since(t).as_secs_f64().max(1e-3),
+            None => 0.0,
+        };
+        if let Some((_, prev)) = self.last
+            && dt > 0.0
+        {
+            let d = |i: usize| counters[i].saturating_sub(prev[i]) as f64 / dt;
+            self.rates = Rates {
+                packets_per_sec: d(stats::PACKETS),
+                syns_per_sec: d(stats::SYNS),
+                dropped_per_sec: d(stats::DROP_BLOCKLIST)
+                    + d(stats::DROP_RATE)
+                    + d(stats::DROP_MALFORMED),
+                new_sources_per_sec: d(stats::LRU_ADMITTED) + d(stats::FLOOD_GUARD),
+            };
+        }
+        self.last = Some((now, counters));
+
+        let sources = self.dp.sources()?;
+        let limit = f64::from(self.settings.syn_rate);
+        let mut seen = std::collections::HashSet::with_capacity(sources.len());
+        let mut offenders = Vec::new();
+        let mut attributable = 0.0;
+        for (key, totals) in sources {
+            seen.insert(key);
+            let t = self.tracks.entry(key).or_default();
+            let delta = totals.syns.saturating_sub(t.syns);
+            // A source seen for the first time counted its SYNs since admission, within
+            // the last tick (or two): charge them to this interval.
+            let rate = if dt > 0.0 { delta as f64 / dt } else { 0.0 };
+            t.syns = totals.syns;
+            t.over_limit = totals.over_limit;
+            t.rate = rate;
+            t.history.push_back(rate as f32);
+            while t.history.len() > HISTORY {
+                t.history.pop_front();
+            }
+            attributable += rate;
+            if rate > limit {
+                t.over_ticks += 1;
+                if t.over_ticks >= self.settings.over_limit_ticks {
+                    offenders.push((key, rate, t.over_ticks));
+                }
+            } else {
+                t.over_ticks = 0;
+            }
+        }
+        self.tracks.retain(|k, _| seen.contains(k));
+
+        let per_source_trigger = !offenders.is_empty();
+        for (key, rate, ticks) in offenders {
+            let net = source_net(&key, self.settings.ipv6_prefix_len);
+            if self.blocks.contains_key(&net) || self.blocks.keys().any(|b| b.contains(&net)) {
+                continue;
+            }
+            if !self.settings.enforce {
+                log::info!("monitor mode: would block {net} ({rate:.0} SYN/s for {ticks} ticks)");
+                continue;
+            }
+            if self.check_blockable(&net).is_err() {
+                continue;
+            }
+            if let Some(t) = self.tracks.get_mut(&key) {
+                t.over_ticks = 0;
+            }
+            self.auto_block(net, rate, ticks, report);
+        }
+
+        self.update_attack_state(per_source_trigger, attributable, report);
+        Ok(())
+    }
+
+    fn auto_block(&mut self, net: IpNet, rate: f64, ticks: u32, report: &mut TickReport) {
+        let now = self.now_ms();
+        let offence = self.offences.get(&net).copied().unwrap_or_default();
+        let ttl = escalated_ttl(
+            self.settings.default_ttl,
+            self.settings.escalation,
+            self.settings.max_ttl,
+            offence.count,
+        );
+        let record = BlockRecord {
+            cidr: net,
+            expires_at_ms: Some(now + ttl.as_millis() as u64),
+            reason: format!(
+                "{rate:.0} SYN/s over the limit of {}/s for {ticks} ticks",
+                self.settings.syn_rate
+            ),
+            origin: Origin::Auto,
+            offences: offence.count,
+            created_at_ms: now,
+        };
+        match self.dp.block(net, wall_ms_to_mono(record.expires_at_ms)) {
+            Ok(()) => {
+                log::warn!(
+                    "auto-blocked {net} for {} ({}; offence {})",
+                    humantime::format_duration(ttl),
+                    record.reason,
+                    offence.count + 1
+                );
+                self.blocks.insert(net, record);
+                self.offences.insert(
+                    net,
+                    Offence {
+                        count: offence.count + 1,
+                        last_at_ms: now,
+                    },
+                );
+                report.blocked.push(net);
+            }
+            Err(e) => log::error!("auto-blocking {net}: {e}"),
+        }
+    }
+
+    fn update_attack_state(
+        &mut self,
+        per_source: bool,
+        attributable: f64,
+        report: &mut TickReport,
+    ) {
+        let th = self.settings.attack.clone();
+        if self.settings.watch_sockets && self.ticks % 4 == 0 {
+            self.watch_sockets();
+        }
+        let syn_total = self.rates.syns_per_sec;
+        let spoofed = self.rates.new_sources_per_sec >= th.new_sources_per_sec as f64
+            || (syn_total >= th.syn_rate_total as f64 && attributable < syn_total * 0.5);
+        let overload = syn_total >= th.syn_rate_total as f64 || self.syn_recv >= th.syn_recv;
+        let now = tokio::time::Instant::now();
+        if spoofed || per_source || overload {
+            self.last_trigger = Some(now);
+        }
+        let next = if spoofed {
+            AttackState::Spoofed
+        } else if per_source {
+            if self.attack == AttackState::Spoofed {
+                AttackState::Spoofed
+            } else {
+                AttackState::PerSource
+            }
+        } else if self
+            .last_trigger
+            .is_some_and(|t| now.duration_since(t) < th.quiet_period)
+        {
+            if self.attack == AttackState::None && overload {
+                AttackState::PerSource
+            } else {
+                self.attack
+            }
+        } else {
+            AttackState::None
+        };
+        if next != self.attack {
+            match next {
+                AttackState::Spoofed => log::warn!(
+                    "spoofed SYN flood: {:.0} SYN/s, {:.0} new sources/s, {:.0}% attributable to tracked sources; per-source blocking cannot help, forcing syncookies and relying on the flood guard",
+                    syn_total,
+                    self.rates.new_sources_per_sec,
+                    if syn_total > 0.0 {
+                        attributable / syn_total * 100.0
+                    } else {
+                        0.0
+                    }
+                ),
+                AttackState::PerSource => {
+                    log::warn!("SYN flood from identifiable sources: blocking them")
+                }
+                AttackState::None => log::info!(
+                    "attack over: quiet for {}",
+                    humantime::format_duration(th.quiet_period)
+                ),
+            }
+            self.attack = next;
+            report.attack_changed = Some(next);
+        }
+        if self.settings.sysctl_auto {
+            let triggered = self.attack != AttackState::None || overload;
+            if triggered && !self.sysctl_tuned {
+                self.apply_attack_sysctls();
+            } else if !triggered && self.sysctl_tuned {
+                self.restore_sysctls();
+            }
+        }
+    }
+
+    fn watch_sockets(&mut self) {
+        use crate::tcpstate::{Filter, StateSet, TcpState, listen_counters, snapshot};
+        if let Ok(s) = snapshot(&Filter::default().with_states(StateSet::of(&[TcpState::SynRecv])))
+        {
+            self.syn_recv = s.syn_recv;
+        }
+        if let Ok(c) = listen_counters() {
+            self.listen_overflows = Some(c.listen_overflows);
+        }
+    }
+
+    fn apply_attack_sysctls(&mut self) {
+        use crate::sysctl::{Profile, Scope, apply_selected};
+        let select = |s: &crate::sysctl::Setting| {
+            s.scope == Scope::PerNetns
+                && (s.under_attack.is_some() || s.key == "net.ipv4.tcp_syncookies")
+        };
+        match apply_selected(
+            Profile::UnderAttack,
+            &self.settings.sysctl_root,
+            &self.settings.sysctl_backup,
+            select,
+        ) {
+            Ok(changes) => {
+                for c in &changes {
+                    log::warn!(
+                        "sysctl {}: {} -> {} (under attack)",
+                        c.key,
+                        c.before,
+                        c.after
+                    );
+                }
+                self.sysctl_tuned = true;
+            }
+            Err(e) => log::error!("applying the under-attack sysctl profile: {e}"),
+        }
+    }
+
+    fn restore_sysctls(&mut self) {
+        match crate::sysctl::restore(&self.settings.sysctl_root, &self.settings.sysctl_backup) {
+            Ok(changes) => {
+                for c in &changes {
+                    log::info!("sysctl {}: {} -> {} (restored)", c.key, c.before, c.after);
+                }
+                self.sysctl_tuned = false;
+            }
+            Err(e) => log::error!("restoring sysctls: {e}"),
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Controller tests on an in-memory dataplane: validation, persistence and rollback,
+//! aggregation into rates, auto-block with escalation, expiry on paused tokio time,
+//! attack-state detection.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use xdp_guard_common::stats;
+
+use super::*;
+use crate::{
+    controller::guard::{GuardError, Settings},
+    model::{AttackState, Origin},
+    store::Store,
+};
+
+struct Bed {
+    guard: Guard,
+    dp: Arc<Mutex<MemoryDataplane>>,
+    dir: PathBuf,
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bed_with(tag: &str, tweak: impl FnOnce(&mut Settings)) -> Bed {
+    let dir = std::env::temp_dir().join(format!("xg-guard-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut settings = Settings::for_tests(&dir);
+    tweak(&mut settings);
+    let dp = Arc::new(Mutex::new(MemoryDataplane::new()));
+    let guard = Guard::new(
+        Box::new(dp.clone()),
+        Store::new(dir.join("state.json")),
+        settings,
+        "native",
+    )
+    .expect("guard");
+    Bed { guard, dp, dir }
+}
+
+fn bed(tag: &str) -> Bed {
+    bed_with(tag, |_| {})
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("test prefix")
+}
+
+#[test]
+fn bad_input_is_named_and_changes_nothing() {
+    let b = bed_with("validate", |s| {
+        s.protected.push((net("203.0.113.0/24"), "admin network"))
+    });
+    b.guard.allow("198.51.100.0/24", None).expect("allow");
+    let cases: Vec<(&str, fn(&GuardError) -> bool)> = vec![
+        ("not-an-ip", |e| matches!(e, GuardError::InvalidCidr { .. })),
+        ("10.1.2.3/33", |e| {
+            matches!(e, GuardError::InvalidCidr { .. })
+        }),
+        (
+            "10.1.2.3/8",
+            |e| matches!(e, GuardError::HostBits { canonical, .. } if canonical.to_string() == "10.0.0.0/8"),
+        ),
+        ("10.0.0.0/7", |e| {
+            matches!(e, GuardError::TooBroad { min: 8, .. })
+        }),
+        ("2001:db8::/31", |e| {
+            matches!(e, GuardError::TooBroad { min: 32, .. })
+        }),
+        ("198.51.100.7", |e| {
+            matches!(e, GuardError::OverlapsAllowlist { .. })
+        }),
+        ("198.51.0.0/16", |e| {
+            matches!(e, GuardError::OverlapsAllowlist { .. })
+        }),
+        ("127.0.0.1", |e| {
+            matches!(
+                e,
+                GuardError::Protected {
+                    what: "loopback",
+                    ..
+                }
+            )
+        }),
+        ("203.0.113.9/32", |e| {
+            matches!(
+                e,
+                GuardError::Protected {
+                    what: "admin network",
+                    ..
+                }
+            )
+        }),
+    ];
+    for (input, ok) in cases {
+        let e = b.guard.block(input, None, None).expect_err(input);
+        assert!(ok(&e), "{input}: {e}");
+    }
+    let msg = b
+        .guard
+        .block("10.1.2.3/8", None, None)
+        .expect_err("host bits")
+        .to_string();
+    assert!(
+        msg.contains("10.0.0.0/8"),
+        "names the canonical form: {msg}"
+    );
+    assert!(b.dp.lock().expect("dp").blocks.is_empty());
+    assert!(b.guard.blocklist().is_empty());
+}
+
+#[test]
+fn block_unblock_persist_and_survive_a_restart() {
+    let b = bed("persist");
+    let r = b
+        .guard
+        .block(
+            "192.0.2.7",
+            Some(Duration::from_secs(600)),
+            Some("test".into()),
+        )
+        .expect("block");
+    assert_eq!(r.cidr, net("192.0.2.7/32"));
+    assert_eq!(r.origin, Origin::Manual);
+    b.guard
+        .block("2001:db8:1::/48", None, None)
+        .expect("permanent v6 block");
+    assert_eq!(b.dp.lock().expect("dp").blocks.len(), 2);
+    // A second guard on the same store (a restart) puts the same blocks in a fresh dataplane.
+    let dp2 = Arc::new(Mutex::new(MemoryDataplane::new()));
+    let g2 = Guard::new(
+        Box::new(dp2.clone()),
+        Store::new(b.dir.join("state.json")),
+        Settings::for_tests(&b.dir),
+        "native",
+    )
+    .expect("restart");
+    assert_eq!(g2.blocklist().len(), 2);
+    assert!(
+        dp2.lock()
+            .expect("dp")
+            .blocks
+            .contains_key(&net("192.0.2.7/32"))
+    );
+    assert_eq!(
+        dp2.lock().expect("dp").blocks[&net("2001:db8:1::/48")],
+        u64::MAX,
+        "permanent stays permanent"
+    );
+    b.guard.unblock("192.0.2.7/32").expect("unblock");
+    assert!(matches!(
+        b.guard.unblock("192.0.2.7/32"),
+        Err(GuardError::NotFound(_))
+    ));
+}
+
+#[test]
+fn a_failed_save_rolls_the_kernel_back() {
+    let b = bed("rollback");
+    b.guard.block("192.0.2.1", None, None).expect("block");
+    // Make the state file unwritable: a directory where the temp file must go.
+    std::fs::create_dir_all(b.dir.join("state.json.tmp")).expect("obstacle");
+    let e = b
+        .guard
+        .block("192.0.2.2", None, None)
+        .expect_err("save fails");
+    assert!(matches!(e, GuardError::Persist(_)), "{e}");
+    assert!(
+        !b.dp
+            .lock()
+            .expect("dp")
+            .blocks
+            .contains_key(&net("192.0.2.2/32")),
+        "kernel rolled back"
+    );
+    assert!(matches!(
+        b.guard.unblock("192.0.2.1"),
+        Err(GuardError::Persist(_))
+    ));
+    assert!(
+        b.dp.lock()
+            .expect("dp")
+            .blocks
+            .contains_key(&net("192.0.2.1/32")),
+        "unblock rolled back"
+    );
+    assert_eq!(b.guard.blocklist().len(), 1);
+}
+
+#[test]
+fn full_blocklist_is_a_clear_error() {
+    let b = bed("full");
+    b.dp.lock().expect("dp").capacity = 1;
+    b.guard.block("192.0.2.1", None, None).expect("first");
+    let e = b.guard.block("192.0.2.2", None, None).expect_err("full");
+    assert!(matches!(e, GuardError::Full(1)), "{e}");
+    assert!(e.to_string().contains("full"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn offender_blocked_after_two_ticks_with_escalating_ttl() {
+    let b = bed("auto");
+    let attacker: std::net::IpAddr = "192.0.2.66".parse().expect("addr");
+    let polite: std::net::IpAddr = "192.0.2.10".parse().expect("addr");
+    b.guard.tick();
+    for round in 0..2 {
+        tokio::time::advance(Duration::from_millis(250)).await;
+        b.dp.lock().expect("dp").add_syns(attacker, 500); // 2,000 SYN/s
+        b.dp.lock().expect("dp").add_syns(polite, 10); // 40 SYN/s, under 100
+        let r = b.guard.tick();
+        if round == 0 {
+            assert!(r.blocked.is_empty(), "one tick over is not enough");
+        } else {
+            assert_eq!(r.blocked, vec![net("192.0.2.66/32")]);
+        }
+    }
+    let top = b.guard.offenders(10);
+    assert_eq!(top[0].source, net("192.0.2.66/32"));
+    assert!(
+        (top[0].syn_rate - 2000.0).abs() < 1.0,
+        "{}",
+        top[0].syn_rate
+    );
+    assert!(top[0].blocked);
+    assert!(!top[1].blocked);
+    let first = b.guard.blocklist()[0].clone();
+    assert_eq!(first.origin, Origin::Auto);
+    assert_eq!(
+        first.expires_at_ms.expect("ttl") - first.created_at_ms,
+        600_000
+    );
+    assert_eq!(b.guard.attack_state(), AttackState::PerSource);
+
+    // Expiry on paused time: nothing at 599 s, gone at 601 s.
+    tokio::time::advance(Duration::from_secs(599)).await;
+    assert!(b.guard.tick().expired.is_empty());
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(b.guard.tick().expired, vec![net("192.0.2.66/32")]);
+    assert!(b.dp.lock().expect("dp").blocks.is_empty());
+
+    // Second offence: twice the TTL.
+    for _ in 0..2 {
+        tokio::time::advance(Duration::from_millis(250)).await;
+        b.dp.lock().expect("dp").add_syns(attacker, 500);
+        b.guard.tick();
+    }
+    let second = b.guard.blocklist()[0].clone();
+    assert_eq!(second.offences, 1);
+    assert_eq!(
+        second.expires_at_ms.expect("ttl") - second.created_at_ms,
+        1_200_000
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn monitor_mode_never_blocks() {
+    let b = bed_with("monitor", |s| s.enforce = false);
+    let attacker: std::net::IpAddr = "192.0.2.66".parse().expect("addr");
+    for _ in 0..5 {
+        tokio::time::advance(Duration::from_millis(250)).await;
+        b.dp.lock().expect("dp").add_syns(attacker, 5000);
+        b.guard.tick();
+    }
+    assert!(b.guard.blocklist().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn spoofed_flood_detected_then_quiet_again() {
+    let b = bed("spoofed");
+    b.guard.tick();
+    tokio::time::advance(Duration::from_millis(250)).await;
+    {
+        let mut dp = b.dp.lock().expect("dp");
+        dp.counters[stats::SYNS] += 50_000; // 200k SYN/s, none attributable
+        dp.counters[stats::FLOOD_GUARD] += 10_000;
+    }
+    let r = b.guard.tick();
+    assert_eq!(r.attack_changed, Some(AttackState::Spoofed));
+    assert_eq!(b.guard.stats().attack_state, AttackState::Spoofed);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    b.guard.tick();
+    assert_eq!(
+        b.guard.attack_state(),
+        AttackState::Spoofed,
+        "within the quiet period"
+    );
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(b.guard.tick().attack_changed, Some(AttackState::None));
+}
+
+#[test]
+fn allowlist_from_config_and_runtime() {
+    let b = bed_with("allow", |s| s.config_allowlist = vec![net("10.9.0.0/16")]);
+    assert_eq!(b.guard.allowlist()[0].origin, Origin::Config);
+    b.guard
+        .allow("2001:db8::/64", Some("office".into()))
+        .expect("allow v6");
+    assert_eq!(b.dp.lock().expect("dp").allows.len(), 2);
+    b.guard.disallow("2001:db8::/64").expect("disallow");
+    assert!(matches!(
+        b.guard.disallow("2001:db8::/64"),
+        Err(GuardError::NotFound(_))
+    ));
+    let mut s = Settings::for_tests(&b.dir);
+    s.config_allowlist = vec![net("10.10.0.0/16")];
+    b.guard.reload(s).expect("reload");
+    let allows: Vec<IpNet> = b.guard.allowlist().iter().map(|a| a.cidr).collect();
+    assert_eq!(allows, vec![net("10.10.0.0/16")]);
+}
