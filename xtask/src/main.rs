@@ -5,6 +5,7 @@
 //! and a `pub fn run(Options) -> anyhow::Result<()>`, then add a `mod` line, a variant to
 //! `Command` and an arm to the `match` in `main`.
 
+mod bench;
 mod cmd;
 mod lint;
 mod setup;
@@ -30,6 +31,8 @@ enum Command {
     Test(test::Options),
     /// rustfmt check, clippy on the host crates and clippy on the eBPF crate.
     Lint(lint::Options),
+    /// Benchmarks (release, root): per-packet cost by class beside a bare XDP_DROP program.
+    Bench(bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Setup(options) => setup::run(options),
         Command::Test(options) => test::run(options),
         Command::Lint(options) => lint::run(options),
+        Command::Bench(options) => bench::run(options),
     };
     // The error chain alone: with RUST_BACKTRACE set (tests want it) returning the error
     // from main would also print xtask's own backtrace, which says nothing useful.

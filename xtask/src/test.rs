@@ -26,7 +26,9 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         setup::run(setup::Options {})?;
     }
     if !cmd::is_root() {
-        eprintln!("test: not root: the BPF_PROG_TEST_RUN and netns tests will skip themselves");
+        eprintln!(
+            "test: not root: the BPF_PROG_TEST_RUN and netns tests will fail (XDP_GUARD_SKIP_PRIVILEGED=1 skips them)"
+        );
     }
     if let Ok(stale) = test_namespaces()
         && !stale.is_empty()
