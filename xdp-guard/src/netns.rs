@@ -134,3 +134,44 @@ pub fn leftovers() -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Hosts on one Ethernet segment: a bridge in its own namespace and one namespace per host,
+/// each with a veth into the bridge. Interface names are unique on the machine (bpffs pins
+/// are per interface name and global), e.g. `xg1234h0`.
+pub struct Lan {
+    pub hosts: Vec<LanHost>,
+    _bridge: Netns,
+}
+
+pub struct LanHost {
+    pub ns: Netns,
+    pub iface: String,
+    /// The host's address without prefix length.
+    pub addr: String,
+}
+
+impl Lan {
+    /// `hosts`: (role, address with prefix length), e.g. `("srv", "198.18.0.1/24")`.
+    pub fn new(hosts: &[(&str, &str)]) -> Result<Self, NetnsError> {
+        let bridge = Netns::new("br")?;
+        bridge.exec(&["ip", "link", "add", "br0", "type", "bridge"])?;
+        bridge.exec(&["ip", "link", "set", "br0", "up"])?;
+        let mut out = Vec::new();
+        for (role, cidr) in hosts {
+            let ns = Netns::new(role)?;
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let iface = format!("xg{}h{n}", std::process::id() % 100_000);
+            let peer = format!("xg{}p{n}", std::process::id() % 100_000);
+            run(&["ip", "link", "add", &iface, "type", "veth", "peer", "name", &peer])?;
+            run(&["ip", "link", "set", &iface, "netns", ns.name()])?;
+            run(&["ip", "link", "set", &peer, "netns", bridge.name()])?;
+            bridge.exec(&["ip", "link", "set", &peer, "master", "br0"])?;
+            bridge.exec(&["ip", "link", "set", &peer, "up"])?;
+            ns.exec(&["ip", "addr", "add", cidr, "dev", &iface])?;
+            ns.exec(&["ip", "link", "set", &iface, "up"])?;
+            let addr = cidr.split('/').next().unwrap_or(cidr).to_string();
+            out.push(LanHost { ns, iface, addr });
+        }
+        Ok(Self { hosts: out, _bridge: bridge })
+    }
+}

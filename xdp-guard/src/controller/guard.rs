@@ -300,6 +300,9 @@ impl Guard {
                 );
             }
         }
+        // A backup on disk means a previous run tuned the sysctls and did not restore them
+        // (killed): this run owns restoring them once things are quiet.
+        let sysctl_tuned = settings.sysctl_auto && settings.sysctl_backup.exists();
         let core = Core {
             dp,
             store,
@@ -312,7 +315,7 @@ impl Guard {
             rates: Rates::default(),
             attack: AttackState::None,
             last_trigger: None,
-            sysctl_tuned: false,
+            sysctl_tuned,
             syn_recv: 0,
             listen_overflows: None,
             tick_duration: Duration::ZERO,
@@ -502,8 +505,20 @@ impl Guard {
     }
 
     /// New thresholds and lists from a reloaded configuration; durable state is kept.
-    pub fn reload(&self, settings: Settings) -> Result<(), GuardError> {
+    /// `kernel` and `ports` update the program's thresholds in place (no reload).
+    pub fn reload(
+        &self,
+        settings: Settings,
+        kernel: Option<xdp_guard_common::config::GuardConfig>,
+        ports: Option<&[u16]>,
+    ) -> Result<(), GuardError> {
         let mut core = self.lock();
+        if let Some(cfg) = kernel {
+            core.dp.set_config(cfg)?;
+        }
+        if let Some(p) = ports {
+            core.dp.set_ports(p)?;
+        }
         let old: Vec<IpNet> = core
             .allows
             .values()

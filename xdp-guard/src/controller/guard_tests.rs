@@ -312,7 +312,7 @@ fn allowlist_from_config_and_runtime() {
     ));
     let mut s = Settings::for_tests(&b.dir);
     s.config_allowlist = vec![net("10.10.0.0/16")];
-    b.guard.reload(s).expect("reload");
+    b.guard.reload(s, None, None).expect("reload");
     let allows: Vec<IpNet> = b.guard.allowlist().iter().map(|a| a.cidr).collect();
     assert_eq!(allows, vec![net("10.10.0.0/16")]);
 }
