@@ -78,6 +78,17 @@ impl Netns {
         c
     }
 
+    /// A `Command` that runs in this network namespace but the host's mount namespace
+    /// (`nsenter --net`), unlike [`Self::command`]: `ip netns exec` remounts `/sys`, hiding
+    /// the host's bpffs, so a daemon whose pins must outlive it is started this way.
+    pub fn nsenter_command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/var/run/netns/{}", self.name))
+            .arg("--")
+            .arg(program);
+        c
+    }
+
     /// Move the calling thread into this namespace (for netlink-based attach from Rust).
     /// Threads do not go back: use a dedicated thread.
     pub fn enter_current_thread(&self) -> Result<(), NetnsError> {
@@ -162,7 +173,9 @@ impl Lan {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let iface = format!("xg{}h{n}", std::process::id() % 100_000);
             let peer = format!("xg{}p{n}", std::process::id() % 100_000);
-            run(&["ip", "link", "add", &iface, "type", "veth", "peer", "name", &peer])?;
+            run(&[
+                "ip", "link", "add", &iface, "type", "veth", "peer", "name", &peer,
+            ])?;
             run(&["ip", "link", "set", &iface, "netns", ns.name()])?;
             run(&["ip", "link", "set", &peer, "netns", bridge.name()])?;
             bridge.exec(&["ip", "link", "set", &peer, "master", "br0"])?;
@@ -172,6 +185,9 @@ impl Lan {
             let addr = cidr.split('/').next().unwrap_or(cidr).to_string();
             out.push(LanHost { ns, iface, addr });
         }
-        Ok(Self { hosts: out, _bridge: bridge })
+        Ok(Self {
+            hosts: out,
+            _bridge: bridge,
+        })
     }
 }

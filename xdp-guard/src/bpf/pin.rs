@@ -129,18 +129,48 @@ pub fn remove(dir: &PinDir) -> Result<bool, BpfError> {
     Ok(true)
 }
 
-/// Make sure bpffs is mounted at `root`'s mount point (`/sys/fs/bpf`).
-pub fn ensure_bpffs(bpffs: &Path) -> Result<(), BpfError> {
-    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let target = bpffs.to_string_lossy();
-    if mounts.lines().any(|l| {
+fn is_bpffs(path: &Path) -> bool {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let target = path.to_string_lossy();
+    mounts.lines().any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         f.len() > 2 && f[1] == target && f[2] == "bpf"
-    }) {
+    })
+}
+
+/// Make sure bpffs is mounted at `bpffs` (`/sys/fs/bpf`), mounting it when it is not.
+///
+/// Pins live as long as the bpffs instance they are in. Under `ip netns exec`, `/sys` is
+/// remounted in a private mount namespace: a bpffs mounted there vanishes with the last
+/// process in it, and the pinned link with it. Run the daemon in the host's mount namespace
+/// (systemd, or `nsenter --net=...` for a network namespace) so its pins outlive it.
+pub fn ensure_bpffs(bpffs: &Path) -> Result<(), BpfError> {
+    if is_bpffs(bpffs) {
         return Ok(());
     }
-    Err(BpfError::Pin {
+    let err = |message: String| BpfError::Pin {
         path: bpffs.to_path_buf(),
-        message: format!("not a bpf filesystem; mount it with `mount -t bpf bpf {target}`"),
-    })
+        message,
+    };
+    let target = std::ffi::CString::new(bpffs.as_os_str().as_encoded_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    // SAFETY: NUL-terminated strings that outlive the call; no mount data.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(err(format!(
+            "not a bpf filesystem, and mounting one failed ({}); mount it with `mount -t bpf bpf {}`",
+            std::io::Error::last_os_error(),
+            bpffs.display()
+        )));
+    }
+    log::warn!("mounted bpffs at {}", bpffs.display());
+    Ok(())
 }

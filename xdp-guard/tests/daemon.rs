@@ -1,0 +1,392 @@
+//! The daemon in a network namespace, attached natively to its veth, against real traffic:
+//! a SYN flood from one namespace, a well-behaved client in another. The flooder is blocked
+//! after two over-limit ticks while the client keeps connecting; the daemon is SIGKILLed
+//! mid-flood and restarted without losing the block, and the pinned program keeps dropping
+//! in between; the sysctl tuner applies and restores inside the server's namespace only.
+
+mod support;
+
+use std::{
+    io::Read as _,
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use aya::maps::{Map, MapData, PerCpuArray};
+use xdp_guard::netns::{Lan, LanHost, leftovers};
+use xdp_guard_common::{
+    LAYOUT_VERSION, maps,
+    stats::{self, Stats},
+};
+
+use support::require_root;
+
+const BIN: &str = env!("CARGO_BIN_EXE_xdp-guard");
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(srv: &LanHost, config: &Path, log: &Path) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        // nsenter, not `ip netns exec`: the daemon must see the host's bpffs, or its pins
+        // would die with it (see bpf::pin::ensure_bpffs).
+        let child = srv
+            .ns
+            .nsenter_command(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the daemon");
+        Self { child }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: our child's pid (nsenter execs the daemon in place).
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "daemon did not exit on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill9(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.signal(libc::SIGTERM);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The API, from inside the server's namespace (it listens on that namespace's loopback).
+fn api(srv: &LanHost, token: &Path, path: &str) -> Option<serde_json::Value> {
+    let token = std::fs::read_to_string(token).ok()?;
+    let out = srv
+        .ns
+        .command("curl")
+        .args(["-sf", "--max-time", "2", "-H"])
+        .arg(format!("Authorization: Bearer {}", token.trim()))
+        .arg(format!("http://127.0.0.1:9180{path}"))
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn blocked(srv: &LanHost, token: &Path, cidr: &str) -> bool {
+    api(srv, token, "/v1/blocklist")
+        .and_then(|v| v["entries"].as_array().cloned())
+        .is_some_and(|e| e.iter().any(|b| b["cidr"] == cidr))
+}
+
+fn read_sysctl(host: &LanHost, key: &str) -> String {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let out = host.ns.exec(&["cat", &path]).expect("read sysctl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Stats straight from the pinned map: readable while no daemon runs.
+fn pinned_stats(iface: &str) -> [u64; stats::COUNT] {
+    let path = PathBuf::from(format!(
+        "/sys/fs/bpf/xdp-guard/{iface}/layout-{LAYOUT_VERSION}/{}",
+        maps::STATS
+    ));
+    let data = MapData::from_pin(&path).expect("pinned STATS map");
+    let arr: PerCpuArray<MapData, Stats> =
+        PerCpuArray::try_from(Map::PerCpuArray(data)).expect("per-CPU array");
+    let mut sum = [0u64; stats::COUNT];
+    for cpu in arr.get(&0, 0).expect("read").iter() {
+        for (s, v) in sum.iter_mut().zip(cpu.counters) {
+            *s += v;
+        }
+    }
+    sum
+}
+
+/// A TCP server on port 80 inside the server namespace: accepts and closes.
+fn spawn_server(srv: &LanHost, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let ns = srv.ns.name().to_string();
+    let addr = srv.addr.clone();
+    std::thread::spawn(move || {
+        enter(&ns);
+        let l = TcpListener::bind(format!("{addr}:80")).expect("bind :80");
+        l.set_nonblocking(true).expect("nonblocking");
+        while !stop.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((s, _)) => drop(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    })
+}
+
+/// A well-behaved client: one connection every 50 ms, counting successes and failures.
+fn spawn_client(
+    host: &LanHost,
+    server: SocketAddr,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    let ns = host.ns.name().to_string();
+    std::thread::spawn(move || {
+        enter(&ns);
+        while !stop.load(Ordering::Relaxed) {
+            match TcpStream::connect_timeout(&server, Duration::from_secs(2)) {
+                Ok(mut s) => {
+                    let mut b = [0u8; 1];
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                    let _ = s.read(&mut b);
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
+fn enter(ns: &str) {
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns");
+    // SAFETY: a valid namespace fd; affects only this thread.
+    let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns");
+}
+
+fn flood(atk: &LanHost, target: &str, count: u32) -> Child {
+    atk.ns
+        .command("timeout")
+        .args([
+            "60",
+            "hping3",
+            "-q",
+            "-S",
+            "-p",
+            "80",
+            "-i",
+            "u100",
+            "-c",
+            &count.to_string(),
+            target,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("hping3 (installed by `cargo xtask setup`)")
+}
+
+#[test]
+fn flood_blocked_client_unharmed_survives_sigkill_and_tunes_sysctls() {
+    if !require_root() {
+        return;
+    }
+    let lan = Lan::new(&[
+        ("srv", "198.18.0.1/24"),
+        ("atk", "198.18.0.2/24"),
+        ("cli", "198.18.0.3/24"),
+    ])
+    .expect("test LAN");
+    let (srv, atk, cli) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]);
+    let names: Vec<String> = lan.hosts.iter().map(|h| h.ns.name().to_string()).collect();
+    let dir = std::env::temp_dir().join(format!("xg-daemon-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let token = dir.join("api.token");
+    let config = dir.join("xdp-guard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"interface = "{iface}"
+state_dir = "{state}"
+xdp_mode = "native"
+detach_on_exit = true
+protected_ports = [80]
+[syn]
+rate = 50
+burst = 100
+tick = "250ms"
+[blocking]
+default_ttl = "10m"
+over_limit_ticks = 2
+[attack]
+syn_rate_total = 1000
+quiet_period = "2s"
+[api]
+listen = "127.0.0.1:9180"
+token_file = "{token}"
+[sysctl]
+mode = "auto"
+"#,
+            iface = srv.iface,
+            state = dir.join("state").display(),
+            token = token.display()
+        ),
+    )
+    .expect("config");
+    let log = dir.join("daemon.log");
+    let synack_before = read_sysctl(srv, "net.ipv4.tcp_synack_retries");
+    let host_synack =
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_synack_retries").expect("host sysctl");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let server = spawn_server(srv, stop.clone());
+    let server_addr: SocketAddr = format!("{}:80", srv.addr).parse().expect("addr");
+    let client = spawn_client(cli, server_addr, stop.clone(), ok.clone(), failed.clone());
+
+    let daemon = Daemon::start(srv, &config, &log);
+    wait_until("the API", Duration::from_secs(30), || {
+        api(srv, &token, "/v1/stats").is_some()
+    });
+    assert_eq!(
+        api(srv, &token, "/v1/stats").expect("stats")["xdp_mode"],
+        "native"
+    );
+
+    // 1. The flood: blocked after exactly the configured two over-limit ticks.
+    let mut hping = flood(atk, &srv.addr, 400_000);
+    wait_until("the attacker's block", Duration::from_secs(20), || {
+        blocked(srv, &token, "198.18.0.2/32")
+    });
+    let entries = api(srv, &token, "/v1/blocklist").expect("blocklist");
+    let entry = entries["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|b| b["cidr"] == "198.18.0.2/32")
+        .expect("entry")
+        .clone();
+    assert_eq!(entry["origin"], "auto");
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("for 2 ticks"),
+        "{entry}"
+    );
+    assert!(
+        !blocked(srv, &token, "198.18.0.3/32"),
+        "the client is never blocked"
+    );
+    wait_until(
+        "the under-attack sysctl profile",
+        Duration::from_secs(10),
+        || read_sysctl(srv, "net.ipv4.tcp_synack_retries") == "2",
+    );
+
+    // 2. SIGKILL mid-flood: the pinned program keeps dropping with no daemon at all.
+    daemon.kill9();
+    let gap_start = pinned_stats(&srv.iface)[stats::DROP_BLOCKLIST];
+    let ok_before_gap = ok.load(Ordering::Relaxed);
+    wait_until(
+        "drops while the daemon is dead",
+        Duration::from_secs(10),
+        || pinned_stats(&srv.iface)[stats::DROP_BLOCKLIST] > gap_start + 1000,
+    );
+    wait_until(
+        "client connections while the daemon is dead",
+        Duration::from_secs(10),
+        || ok.load(Ordering::Relaxed) > ok_before_gap + 5,
+    );
+
+    // 3. Restart: the block is still there, adopted from the pins and the state file.
+    let daemon = Daemon::start(srv, &config, &log);
+    wait_until("the API after restart", Duration::from_secs(30), || {
+        api(srv, &token, "/v1/stats").is_some()
+    });
+    assert!(
+        blocked(srv, &token, "198.18.0.2/32"),
+        "no block lost across SIGKILL"
+    );
+    let after_restart = pinned_stats(&srv.iface)[stats::DROP_BLOCKLIST];
+    wait_until("drops after restart", Duration::from_secs(10), || {
+        pinned_stats(&srv.iface)[stats::DROP_BLOCKLIST] > after_restart + 1000
+    });
+
+    // 4. Quiet again: the flood stops, the tuner restores the namespace's sysctls.
+    let _ = hping.kill();
+    let _ = hping.wait();
+    wait_until(
+        "sysctls restored after the quiet period",
+        Duration::from_secs(20),
+        || read_sysctl(srv, "net.ipv4.tcp_synack_retries") == synack_before,
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_synack_retries").expect("host"),
+        host_synack,
+        "host untouched"
+    );
+
+    let status = daemon.stop();
+    assert!(
+        status.success(),
+        "clean exit: {status:?}; log: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.join();
+    let _ = client.join();
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("client: {ok} connections, {failed} failed");
+    assert!(ok >= 10, "the client kept connecting throughout: {ok}");
+    assert_eq!(failed, 0, "the well-behaved client never failed to connect");
+
+    // 5. Nothing left: detach_on_exit removed the pins; the namespaces go with `lan`.
+    assert!(
+        !Path::new(&format!("/sys/fs/bpf/xdp-guard/{}", srv.iface)).exists(),
+        "pins removed"
+    );
+    drop(lan);
+    let left = leftovers();
+    for n in names {
+        assert!(!left.contains(&n), "namespace {n} left behind");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
