@@ -26,6 +26,10 @@ use crate::{
     store::{State, Store, StoreError},
 };
 
+/// Longest TTL a block request may ask for (a permanent block omits the TTL); keeps the
+/// expiry arithmetic far from overflow.
+pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
+
 /// Rate samples kept per source for the `top` view's sparkline.
 const HISTORY: usize = 30;
 
@@ -347,10 +351,16 @@ impl Guard {
         let net = parse_cidr(cidr)?;
         let mut core = self.lock();
         core.check_blockable(&net)?;
-        if let Some(t) = ttl
-            && t.is_zero()
-        {
-            return Err(GuardError::InvalidTtl("must be at least one second".into()));
+        if let Some(t) = ttl {
+            if t.is_zero() {
+                return Err(GuardError::InvalidTtl("must be at least one second".into()));
+            }
+            if t > MAX_TTL {
+                return Err(GuardError::InvalidTtl(format!(
+                    "at most {} (ten years); omit it for a permanent block",
+                    humantime::format_duration(MAX_TTL)
+                )));
+            }
         }
         let now = core.now_ms();
         let record = BlockRecord {
@@ -569,10 +579,10 @@ impl Guard {
         if let Err(e) = core.evaluate(&mut report) {
             log::warn!("controller tick: {e}");
         }
-        if !report.expired.is_empty() || !report.blocked.is_empty() {
-            if let Err(e) = core.persist() {
-                log::error!("saving state after a tick: {e}");
-            }
+        if (!report.expired.is_empty() || !report.blocked.is_empty())
+            && let Err(e) = core.persist()
+        {
+            log::error!("saving state after a tick: {e}");
         }
         core.ticks += 1;
         core.tick_duration = started.elapsed();
@@ -807,7 +817,7 @@ impl Core {
         report: &mut TickReport,
     ) {
         let th = self.settings.attack.clone();
-        if self.settings.watch_sockets && self.ticks % 4 == 0 {
+        if self.settings.watch_sockets && self.ticks.is_multiple_of(4) {
             self.watch_sockets();
         }
         let syn_total = self.rates.syns_per_sec;

@@ -61,7 +61,8 @@ fn bad_input_is_named_and_changes_nothing() {
         s.protected.push((net("203.0.113.0/24"), "admin network"))
     });
     b.guard.allow("198.51.100.0/24", None).expect("allow");
-    let cases: Vec<(&str, fn(&GuardError) -> bool)> = vec![
+    type Expect = fn(&GuardError) -> bool;
+    let cases: Vec<(&str, Expect)> = vec![
         ("not-an-ip", |e| matches!(e, GuardError::InvalidCidr { .. })),
         ("10.1.2.3/33", |e| {
             matches!(e, GuardError::InvalidCidr { .. })
