@@ -149,20 +149,25 @@ fn pinned_stats(iface: &str) -> [u64; stats::COUNT] {
 }
 
 /// A TCP server on port 80 inside the server namespace: accepts and closes.
+/// Returns once it is listening.
 fn spawn_server(srv: &LanHost, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     let ns = srv.ns.name().to_string();
     let addr = srv.addr.clone();
-    std::thread::spawn(move || {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
         enter(&ns);
         let l = TcpListener::bind(format!("{addr}:80")).expect("bind :80");
         l.set_nonblocking(true).expect("nonblocking");
+        let _ = ready_tx.send(());
         while !stop.load(Ordering::Relaxed) {
             match l.accept() {
                 Ok((s, _)) => drop(s),
                 Err(_) => std::thread::sleep(Duration::from_millis(2)),
             }
         }
-    })
+    });
+    ready.recv().expect("the server thread bound :80");
+    handle
 }
 
 /// A well-behaved client: one connection every 50 ms, counting successes and failures.
@@ -176,6 +181,7 @@ fn spawn_client(
     let ns = host.ns.name().to_string();
     std::thread::spawn(move || {
         enter(&ns);
+        let started = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             match TcpStream::connect_timeout(&server, Duration::from_secs(2)) {
                 Ok(mut s) => {
@@ -184,7 +190,8 @@ fn spawn_client(
                     let _ = s.read(&mut b);
                     ok.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(_) => {
+                Err(e) => {
+                    eprintln!("client: connect failed at {:?}: {e}", started.elapsed());
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -279,7 +286,14 @@ mode = "auto"
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let server = spawn_server(srv, stop.clone());
     let server_addr: SocketAddr = format!("{}:80", srv.addr).parse().expect("addr");
-    let client = spawn_client(cli, server_addr, stop.clone(), ok.clone(), failed.clone());
+    let client_stop = Arc::new(AtomicBool::new(false));
+    let client = spawn_client(
+        cli,
+        server_addr,
+        client_stop.clone(),
+        ok.clone(),
+        failed.clone(),
+    );
 
     let daemon = Daemon::start(srv, &config, &log);
     wait_until("the API", Duration::from_secs(30), || {
@@ -370,9 +384,11 @@ mode = "auto"
         "clean exit: {status:?}; log: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+    // The client stops first: a connect after the server is gone would be our own doing.
+    client_stop.store(true, Ordering::Relaxed);
+    let _ = client.join();
     stop.store(true, Ordering::Relaxed);
     let _ = server.join();
-    let _ = client.join();
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!("client: {ok} connections, {failed} failed");
     assert!(ok >= 10, "the client kept connecting throughout: {ok}");
