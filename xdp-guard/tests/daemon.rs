@@ -253,7 +253,7 @@ fn flood_blocked_client_unharmed_survives_sigkill_and_tunes_sysctls() {
             r#"interface = "{iface}"
 state_dir = "{state}"
 xdp_mode = "native"
-detach_on_exit = true
+detach_on_exit = false
 protected_ports = [80]
 [syn]
 rate = 50
@@ -364,6 +364,47 @@ mode = "auto"
         pinned_stats(&srv.iface)[stats::DROP_BLOCKLIST] > after_restart + 1000
     });
 
+    // A second instance on the same interface is refused, and the first keeps serving.
+    let second = srv
+        .ns
+        .nsenter_command(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .expect("second instance");
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("already running on"), "{err}");
+    assert!(
+        api(srv, &token, "/v1/stats").is_some(),
+        "the first instance is undisturbed"
+    );
+
+    // SIGHUP: a new allowlist entry from the file, state kept.
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replacen(
+            "protected_ports = [80]",
+            "protected_ports = [80]\nallowlist = [\"198.18.0.3\"]",
+            1,
+        ),
+    )
+    .expect("config");
+    daemon.signal(libc::SIGHUP);
+    wait_until("the reloaded allowlist", Duration::from_secs(10), || {
+        api(srv, &token, "/v1/allowlist")
+            .and_then(|v| v["entries"].as_array().cloned())
+            .is_some_and(|e| {
+                e.iter()
+                    .any(|a| a["cidr"] == "198.18.0.3/32" && a["origin"] == "config")
+            })
+    });
+    assert!(
+        blocked(srv, &token, "198.18.0.2/32"),
+        "reload keeps the blocks"
+    );
+
     // 4. Quiet again: the flood stops, the tuner restores the namespace's sysctls.
     let _ = hping.kill();
     let _ = hping.wait();
@@ -394,10 +435,32 @@ mode = "auto"
     assert!(ok >= 10, "the client kept connecting throughout: {ok}");
     assert_eq!(failed, 0, "the well-behaved client never failed to connect");
 
-    // 5. Nothing left: detach_on_exit removed the pins; the namespaces go with `lan`.
+    // 5. detach_on_exit = false: protection outlives the daemon until `xdp-guard detach`.
+    let pins = PathBuf::from(format!("/sys/fs/bpf/xdp-guard/{}", srv.iface));
+    assert!(pins.exists(), "pins kept after a clean exit");
+    let link = srv
+        .ns
+        .exec(&["ip", "link", "show", "dev", &srv.iface])
+        .expect("ip link");
     assert!(
-        !Path::new(&format!("/sys/fs/bpf/xdp-guard/{}", srv.iface)).exists(),
-        "pins removed"
+        String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "still attached"
+    );
+    let detach = srv
+        .ns
+        .nsenter_command(BIN)
+        .args(["detach", "--iface", &srv.iface])
+        .output()
+        .expect("detach");
+    assert!(detach.status.success(), "{detach:?}");
+    assert!(!pins.exists(), "pins removed by detach");
+    let link = srv
+        .ns
+        .exec(&["ip", "link", "show", "dev", &srv.iface])
+        .expect("ip link");
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "detached"
     );
     drop(lan);
     let left = leftovers();

@@ -174,3 +174,28 @@ pub fn ensure_bpffs(bpffs: &Path) -> Result<(), BpfError> {
     log::warn!("mounted bpffs at {}", bpffs.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_of_another_layout_are_refused_with_the_fix() {
+        let root = std::env::temp_dir().join(format!("xg-pins-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let dir = PinDir::new(&root, "eth9");
+        assert!(!dir.prepare().expect("fresh"), "nothing to adopt");
+        fs::write(dir.layout_dir().join(maps::CONFIG), b"").expect("fake pin");
+        assert!(dir.prepare().expect("same layout"), "adopts its own layout");
+        fs::create_dir_all(dir.iface_dir.join("layout-0")).expect("old layout");
+        let e = dir.prepare().expect_err("another layout");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("layout-0") && msg.contains("xdp-guard detach --iface eth9"),
+            "{msg}"
+        );
+        assert!(remove(&dir).expect("remove"));
+        assert!(!dir.iface_dir.exists());
+        let _ = fs::remove_dir_all(&root);
+    }
+}
