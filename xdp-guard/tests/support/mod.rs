@@ -2,6 +2,8 @@
 //! classifier, with every map change applied to both.
 #![allow(dead_code)]
 
+pub mod bed;
+
 use std::net::IpAddr;
 
 use aya::programs::{TestRun, TestRunOptions};
