@@ -206,7 +206,17 @@ impl Datapath {
             link: None,
             ebpf,
         };
-        dp.write_config()?;
+        // Adopted (pinned) maps: the attached program is reading this config right now, so
+        // keep it, and count the allowlist entries already there; a fresh map gets defaults
+        // (accounting off until the caller's `set_config`).
+        let live = dp.config_map.get(&0, 0)?;
+        dp.allow_v4_count = dp.allow_v4.keys().count();
+        dp.allow_v6_count = dp.allow_v6.keys().count();
+        if live == GuardConfig::default() {
+            dp.write_config()?;
+        } else {
+            dp.config = live;
+        }
         Ok(dp)
     }
 
