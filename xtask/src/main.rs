@@ -7,6 +7,7 @@
 
 mod bench;
 mod cmd;
+mod flood;
 mod lint;
 mod setup;
 mod test;
@@ -33,6 +34,8 @@ enum Command {
     Lint(lint::Options),
     /// Benchmarks (release, root): per-packet cost by class beside a bare XDP_DROP program.
     Bench(bench::Options),
+    /// One bounded SYN flood into a namespace pair (root): `cargo xtask flood -- --help`.
+    Flood(flood::Options),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Test(options) => test::run(options),
         Command::Lint(options) => lint::run(options),
         Command::Bench(options) => bench::run(options),
+        Command::Flood(options) => flood::run(options),
     };
     // The error chain alone: with RUST_BACKTRACE set (tests want it) returning the error
     // from main would also print xtask's own backtrace, which says nothing useful.

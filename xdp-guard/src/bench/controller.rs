@@ -1,0 +1,256 @@
+//! The controller's read of the per-source counters: 1,000,000 sources in the LRU per-CPU
+//! map, read and summed over CPUs with `BPF_MAP_LOOKUP_BATCH` (what every controller tick
+//! does) versus key by key (`get_next_key` + lookup per entry).
+//!
+//! The map is filled by the program itself: one BPF_PROG_TEST_RUN per distinct source with
+//! admission at the first SYN and no flood-guard cap, so every entry is a real one.
+
+use std::{
+    mem::size_of,
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    maps::MapData,
+    programs::{TestRun, TestRunOptions},
+};
+use xdp_guard_common::{
+    config::{GuardConfig, RateParams},
+    maps::{self, SourceKey, SynCounter},
+};
+
+use super::{Spread, datapath::BenchError};
+use crate::{
+    bpf::{Datapath, LoadOptions, SourceTotals},
+    frames::Frame,
+};
+
+/// A bpffs directory of this process for the map pins, removed on drop (the raw read below
+/// needs the per-source map's fd, which `Datapath` keeps to itself).
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// The same `BPF_MAP_LOOKUP_BATCH` walk as `Datapath::sources_batched`, but into buffers
+/// reused across calls and summed straight into one preallocated vector (no allocation per
+/// entry). Returns the totals and the time spent inside the syscalls.
+fn raw_batched(
+    map: &MapData,
+    ncpus: usize,
+    batch: usize,
+) -> std::io::Result<(Vec<(SourceKey, SourceTotals)>, Duration)> {
+    let stride = size_of::<SynCounter>().div_ceil(8) * 8;
+    let mut keys = vec![SourceKey::default(); batch];
+    let mut values = vec![0u8; batch * ncpus * stride];
+    let (mut token_in, mut token_out) = (0u64, 0u64);
+    let mut out = Vec::with_capacity(1 << 20);
+    let mut in_kernel = Duration::ZERO;
+    let fd = map.fd().as_fd().as_raw_fd() as u32;
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                &mut token_in as *mut u64 as u64
+            },
+            out_batch: &mut token_out as *mut u64 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: batch as u32,
+            map_fd: fd,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        // SAFETY: the buffers hold `count` keys and values of the map's sizes and outlive the
+        // call; the tokens are 8 bytes, the hash map's token size.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &mut attr as *mut BatchAttr,
+                size_of::<BatchAttr>() as u32,
+            )
+        };
+        in_kernel += t.elapsed();
+        let done = if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(e);
+            }
+            true
+        } else {
+            false
+        };
+        for (i, key) in keys.iter().enumerate().take(attr.count as usize) {
+            let per_cpu = (0..ncpus).map(|cpu| {
+                // SAFETY: the kernel wrote `count` values of `ncpus` strides each.
+                unsafe {
+                    std::ptr::read_unaligned::<SynCounter>(
+                        values[(i * ncpus + cpu) * stride..].as_ptr().cast(),
+                    )
+                }
+            });
+            let mut t = SourceTotals::default();
+            for c in per_cpu {
+                t.syns += c.syns;
+                t.over_limit += c.over_limit;
+                t.last_seen_ns = t.last_seen_ns.max(c.last_seen_ns);
+            }
+            out.push((*key, t));
+        }
+        if done {
+            return Ok((out, in_kernel));
+        }
+        token_in = token_out;
+        first = false;
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub sources: u32,
+    /// Capacity of the per-source map (above `sources`: an LRU map evicts before it is full).
+    pub map_entries: u32,
+    pub batched_runs: usize,
+    pub key_by_key_runs: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sources: 1_000_000,
+            map_entries: 1_048_576,
+            batched_runs: 7,
+            key_by_key_runs: 3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    pub machine: String,
+    pub possible_cpus: usize,
+    pub requested: u32,
+    /// Entries found by the reads (sources the LRU kept).
+    pub entries: usize,
+    pub fill_secs: f64,
+    /// Milliseconds per full read and sum.
+    pub batched_ms: Spread,
+    pub batched_runs: usize,
+    /// The same batched walk without an allocation per entry (see [`raw_batched`]): whole
+    /// read and sum, and the part of it spent inside the syscalls.
+    pub raw_batched_ms: Spread,
+    pub raw_in_kernel_ms: Spread,
+    pub key_by_key_ms: Spread,
+    pub key_by_key_runs: usize,
+}
+
+/// The `n`-th distinct source: 10.0.0.0/8 and up, never a special address.
+fn source(n: u32) -> [u8; 4] {
+    (0x0a00_0000u32 + n).to_be_bytes()
+}
+
+pub fn run(opts: &Options) -> Result<Report, BenchError> {
+    let pins = PinDir(PathBuf::from(format!(
+        "/sys/fs/bpf/xg-bench-{}",
+        std::process::id()
+    )));
+    std::fs::create_dir_all(&pins.0)
+        .map_err(|e| BenchError::Baseline(format!("{}: {e}", pins.0.display())))?;
+    let mut dp = Datapath::load(&LoadOptions {
+        syn_counters_max_entries: opts.map_entries,
+        pin_maps: Some(pins.0.clone()),
+        ..LoadOptions::default()
+    })?;
+    let counters = MapData::from_pin(pins.0.join(maps::SYN_COUNTERS))
+        .map_err(|e| BenchError::Bpf(e.into()))?;
+    let base = RateParams {
+        syn_rate: 100,
+        syn_burst: 200,
+        enforce: true,
+        ipv6_prefix_len: 64,
+    }
+    .to_config(0x5eed);
+    dp.set_config(GuardConfig {
+        sketch_admit: 1,
+        guard_max_new: u32::MAX,
+        ..base
+    })?;
+    dp.set_ports(&[])?;
+    let mut frame = Frame::syn4(std::net::Ipv4Addr::new(10, 0, 0, 0), 80).bytes();
+    let started = Instant::now();
+    {
+        let prog = dp.program()?;
+        for n in 0..opts.sources {
+            // The program does not check the IPv4 checksum: only the source changes.
+            frame[26..30].copy_from_slice(&source(n));
+            prog.test_run(TestRunOptions {
+                data_in: Some(&frame),
+                repeat: 1,
+                ..Default::default()
+            })?;
+        }
+    }
+    let fill_secs = started.elapsed().as_secs_f64();
+
+    let mut entries = 0;
+    let mut batched = Vec::new();
+    for _ in 0..opts.batched_runs {
+        let t = Instant::now();
+        let all = dp.sources_batched()?;
+        batched.push(t.elapsed().as_secs_f64() * 1e3);
+        entries = all.len();
+    }
+    let ncpus = aya::util::nr_cpus().map_err(|(_, e)| BenchError::Baseline(e.to_string()))?;
+    let (mut raw, mut raw_kernel) = (Vec::new(), Vec::new());
+    for _ in 0..opts.batched_runs {
+        let t = Instant::now();
+        let (all, in_kernel) = raw_batched(&counters, ncpus, 4096)
+            .map_err(|e| BenchError::Baseline(format!("BPF_MAP_LOOKUP_BATCH: {e}")))?;
+        raw.push(t.elapsed().as_secs_f64() * 1e3);
+        raw_kernel.push(in_kernel.as_secs_f64() * 1e3);
+        entries = entries.max(all.len());
+    }
+    let mut key_by_key = Vec::new();
+    for _ in 0..opts.key_by_key_runs {
+        let t = Instant::now();
+        let all = dp.sources()?;
+        key_by_key.push(t.elapsed().as_secs_f64() * 1e3);
+        entries = entries.max(all.len());
+    }
+    Ok(Report {
+        machine: super::machine(),
+        possible_cpus: ncpus,
+        requested: opts.sources,
+        entries,
+        fill_secs,
+        batched_ms: Spread::of(&mut batched),
+        batched_runs: opts.batched_runs,
+        raw_batched_ms: Spread::of(&mut raw),
+        raw_in_kernel_ms: Spread::of(&mut raw_kernel),
+        key_by_key_ms: Spread::of(&mut key_by_key),
+        key_by_key_runs: opts.key_by_key_runs,
+    })
+}
