@@ -65,7 +65,8 @@ enum What {
         json: bool,
     },
     /// One SYN flood into a fresh namespace pair with a filter on the server veth; prints
-    /// what was sent, taken and dropped per second. Bounded by --secs and --max-frames.
+    /// what was sent, taken and dropped per second. The flood stops by itself after
+    /// --secs + 2.5 s or 15 million frames per second of that, whichever comes first.
     Flood {
         #[arg(long, value_enum, default_value_t = FilterArg::Bare)]
         filter: FilterArg,
