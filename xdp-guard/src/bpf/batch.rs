@@ -21,12 +21,15 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// Every entry of a per-CPU hash map: (key, one value per possible CPU).
-pub fn lookup_all_percpu<K: Pod, V: Pod>(
+/// Every entry of a per-CPU hash map, each folded by `f` over its per-CPU values as they are
+/// read: no allocation per entry (the per-CPU values go through one reused buffer).
+pub fn fold_all_percpu<K: Pod, V: Pod, T>(
     map: &MapData,
     ncpus: usize,
     batch: u32,
-) -> io::Result<Vec<(K, Vec<V>)>> {
+    mut f: impl FnMut(&K, &[V]) -> T,
+) -> io::Result<Vec<(K, T)>> {
+    let mut per_cpu: Vec<V> = Vec::with_capacity(ncpus);
     let stride = size_of::<V>().div_ceil(8) * 8;
     let batch = batch.max(1) as usize;
     let mut keys = vec![0u8; batch * size_of::<K>()];
@@ -75,12 +78,12 @@ pub fn lookup_all_percpu<K: Pod, V: Pod>(
             // are Pod and read unaligned.
             let key: K =
                 unsafe { std::ptr::read_unaligned(keys[i * size_of::<K>()..].as_ptr().cast()) };
-            let per_cpu = (0..ncpus)
-                .map(|cpu| unsafe {
-                    std::ptr::read_unaligned(values[(i * ncpus + cpu) * stride..].as_ptr().cast())
-                })
-                .collect();
-            out.push((key, per_cpu));
+            per_cpu.clear();
+            per_cpu.extend((0..ncpus).map(|cpu| unsafe {
+                std::ptr::read_unaligned::<V>(values[(i * ncpus + cpu) * stride..].as_ptr().cast())
+            }));
+            let folded = f(&key, &per_cpu);
+            out.push((key, folded));
         }
         if done {
             return Ok(out);

@@ -593,13 +593,14 @@ impl Datapath {
     pub fn sources_batched(&self) -> Result<Vec<(SourceKey, SourceTotals)>, BpfError> {
         use aya::maps::IterableMap as _;
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| BpfError::Io(e))?;
-        let all =
-            batch::lookup_all_percpu::<SourceKey, SynCounter>(self.syn_counters.map(), ncpus, 4096)
-                .map_err(BpfError::Io)?;
-        Ok(all
-            .into_iter()
-            .map(|(k, v)| (k, sum_source(v.iter())))
-            .collect())
+        // Summed as read: no allocation per entry (a third of the time at 1M sources).
+        batch::fold_all_percpu::<SourceKey, SynCounter, _>(
+            self.syn_counters.map(),
+            ncpus,
+            4096,
+            |_, v| sum_source(v.iter()),
+        )
+        .map_err(BpfError::Io)
     }
 
     /// Per-source totals, key by key (two syscalls per entry; see [`Self::sources_batched`]).
