@@ -30,12 +30,13 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             "test: not root: the BPF_PROG_TEST_RUN and netns tests will fail (XDP_GUARD_SKIP_PRIVILEGED=1 skips them)"
         );
     }
-    if let Ok(stale) = test_namespaces()
-        && !stale.is_empty()
-    {
+    // Namespaces that exist before the run (another process's, or a killed run's) are
+    // reported but are not this run's doing; only new ones fail it.
+    let before = test_namespaces().unwrap_or_default();
+    if !before.is_empty() {
         eprintln!(
             "test: warning: namespaces left by an earlier run: {}",
-            stale.join(" ")
+            before.join(" ")
         );
     }
 
@@ -54,7 +55,10 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let tests = cmd::run(&mut test);
 
     let leftovers = match test_namespaces() {
-        Ok(names) => names,
+        Ok(names) => names
+            .into_iter()
+            .filter(|n| !before.contains(n))
+            .collect::<Vec<_>>(),
         Err(err) => {
             eprintln!("test: warning: cannot check for leftover namespaces: {err:#}");
             Vec::new()
