@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod daemon;
+pub mod e2e;
 pub mod frames;
 pub mod model;
 pub mod netns;

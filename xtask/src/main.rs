@@ -7,6 +7,8 @@
 
 mod bench;
 mod cmd;
+mod demo;
+mod e2e;
 mod flood;
 mod lint;
 mod setup;
@@ -36,6 +38,12 @@ enum Command {
     Bench(bench::Options),
     /// One bounded SYN flood into a namespace pair (root): `cargo xtask flood -- --help`.
     Flood(flood::Options),
+    /// End to end (root): xdp-guard in front of a real Apache under real SYN floods, every
+    /// scenario three ways; prints the table and the pass figures.
+    E2e(e2e::Options),
+    /// The first command on a new machine (root): setup, build, a short flood against Apache
+    /// without and with xdp-guard, the live `top` view, before/after figures, cleanup.
+    Demo(demo::Options),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +53,8 @@ fn main() -> ExitCode {
         Command::Lint(options) => lint::run(options),
         Command::Bench(options) => bench::run(options),
         Command::Flood(options) => flood::run(options),
+        Command::E2e(options) => e2e::run(options),
+        Command::Demo(options) => demo::run(options),
     };
     // The error chain alone: with RUST_BACKTRACE set (tests want it) returning the error
     // from main would also print xtask's own backtrace, which says nothing useful.
