@@ -54,7 +54,14 @@ fn run() -> anyhow::Result<ExitCode> {
             frames: 4,
         })?;
         println!("{report}");
-        return Ok(exit_code(&report));
+        // The demo shows; `cargo xtask e2e` and the tests judge. It fails only when the bed
+        // did not come down clean.
+        let clean = report.checks.iter().all(|c| c.scenario != 0 || c.pass);
+        return Ok(if clean {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     let mut options = e2e::Options::new(bin);
     options.scenarios = cli.scenarios;

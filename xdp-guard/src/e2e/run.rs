@@ -527,8 +527,21 @@ pub fn demo(opts: &DemoOptions) -> Result<Report, E2eError> {
         if printed >= frames || t < due {
             return;
         }
-        let mut cmd = bed.srv().ns.command(&bin.to_string_lossy());
-        cmd.args(["--api", &format!("http://{API_LISTEN}"), "--token-file"])
+        // On the outside's CPU at the lowest priority, like the generator: the frames are
+        // for the reader, not part of what the clients measure.
+        let mut cmd = std::process::Command::new("taskset");
+        cmd.args(["-c", &super::cpus::list(&super::cpus::outside())])
+            .args([
+                "nice",
+                "-n",
+                "19",
+                "ip",
+                "netns",
+                "exec",
+                bed.srv().ns.name(),
+            ])
+            .arg(&bin)
+            .args(["--api", &format!("http://{API_LISTEN}"), "--token-file"])
             .arg(&d.token)
             .args(["top", "--once", "--limit", "5"]);
         if let Ok(out) = output(&mut cmd) {
