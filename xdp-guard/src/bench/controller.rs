@@ -6,8 +6,6 @@
 //! admission at the first SYN and no flood-guard cap, so every entry is a real one.
 
 use std::{
-    mem::size_of,
-    os::fd::{AsFd as _, AsRawFd as _},
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -23,7 +21,7 @@ use xdp_guard_common::{
 
 use super::{Spread, datapath::BenchError};
 use crate::{
-    bpf::{Datapath, LoadOptions, SourceTotals},
+    bpf::{Datapath, LoadOptions, SourceTotals, batch, sum_source},
     frames::Frame,
 };
 
@@ -37,95 +35,19 @@ impl Drop for PinDir {
     }
 }
 
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// The same `BPF_MAP_LOOKUP_BATCH` walk as `Datapath::sources_batched`, but into buffers
-/// reused across calls and summed straight into one preallocated vector (no allocation per
-/// entry). Returns the totals and the time spent inside the syscalls.
+/// The same `BPF_MAP_LOOKUP_BATCH` walk as `Datapath::sources_batched`, summed straight into
+/// one vector preallocated for 2^20 entries. Returns the totals and the time spent inside the
+/// syscalls.
 fn raw_batched(
     map: &MapData,
     ncpus: usize,
-    batch: usize,
+    batch: u32,
 ) -> std::io::Result<(Vec<(SourceKey, SourceTotals)>, Duration)> {
-    let stride = size_of::<SynCounter>().div_ceil(8) * 8;
-    let mut keys = vec![SourceKey::default(); batch];
-    let mut values = vec![0u8; batch * ncpus * stride];
-    let (mut token_in, mut token_out) = (0u64, 0u64);
     let mut out = Vec::with_capacity(1 << 20);
-    let mut in_kernel = Duration::ZERO;
-    let fd = map.fd().as_fd().as_raw_fd() as u32;
-    let mut first = true;
-    loop {
-        let mut attr = BatchAttr {
-            in_batch: if first {
-                0
-            } else {
-                &mut token_in as *mut u64 as u64
-            },
-            out_batch: &mut token_out as *mut u64 as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: batch as u32,
-            map_fd: fd,
-            ..Default::default()
-        };
-        let t = Instant::now();
-        // SAFETY: the buffers hold `count` keys and values of the map's sizes and outlive the
-        // call; the tokens are 8 bytes, the hash map's token size.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
-                size_of::<BatchAttr>() as u32,
-            )
-        };
-        in_kernel += t.elapsed();
-        let done = if rc < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::ENOENT) {
-                return Err(e);
-            }
-            true
-        } else {
-            false
-        };
-        for (i, key) in keys.iter().enumerate().take(attr.count as usize) {
-            let per_cpu = (0..ncpus).map(|cpu| {
-                // SAFETY: the kernel wrote `count` values of `ncpus` strides each.
-                unsafe {
-                    std::ptr::read_unaligned::<SynCounter>(
-                        values[(i * ncpus + cpu) * stride..].as_ptr().cast(),
-                    )
-                }
-            });
-            let mut t = SourceTotals::default();
-            for c in per_cpu {
-                t.syns += c.syns;
-                t.over_limit += c.over_limit;
-                t.last_seen_ns = t.last_seen_ns.max(c.last_seen_ns);
-            }
-            out.push((*key, t));
-        }
-        if done {
-            return Ok((out, in_kernel));
-        }
-        token_in = token_out;
-        first = false;
-    }
+    let in_kernel = batch::walk_percpu(map, ncpus, batch, |k: &SourceKey, v: &[SynCounter]| {
+        out.push((*k, sum_source(v.iter())))
+    })?;
+    Ok((out, in_kernel))
 }
 
 #[derive(Clone, Debug)]

@@ -1,7 +1,12 @@
 //! `BPF_MAP_LOOKUP_BATCH` for per-CPU hash maps (aya 0.14 has no batch operations): one
 //! syscall per few thousand entries instead of two per entry (get_next_key + lookup).
 
-use std::{io, mem::size_of, os::fd::AsRawFd};
+use std::{
+    io,
+    mem::size_of,
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
 
 use aya::{Pod, maps::MapData};
 
@@ -29,15 +34,31 @@ pub fn fold_all_percpu<K: Pod, V: Pod, T>(
     batch: u32,
     mut f: impl FnMut(&K, &[V]) -> T,
 ) -> io::Result<Vec<(K, T)>> {
+    let mut out = Vec::new();
+    walk_percpu(map, ncpus, batch, |k: &K, v: &[V]| out.push((*k, f(k, v))))?;
+    Ok(out)
+}
+
+/// Hand every entry of a per-CPU hash map to `f` (its key and one value per possible CPU),
+/// `batch` entries per `BPF_MAP_LOOKUP_BATCH` call, through buffers reused for the whole walk.
+/// Returns the time spent inside those syscalls (the benchmark reports it).
+pub fn walk_percpu<K: Pod, V: Pod>(
+    map: &MapData,
+    ncpus: usize,
+    batch: u32,
+    mut f: impl FnMut(&K, &[V]),
+) -> io::Result<Duration> {
     let mut per_cpu: Vec<V> = Vec::with_capacity(ncpus);
+    // The kernel lays per-CPU values out at 8-byte strides.
     let stride = size_of::<V>().div_ceil(8) * 8;
     let batch = batch.max(1) as usize;
     let mut keys = vec![0u8; batch * size_of::<K>()];
     let mut values = vec![0u8; batch * ncpus * stride];
+    // The hash maps' batch token is one 8-byte bucket index.
     let mut token_in = [0u8; 8];
     let mut token_out = [0u8; 8];
     let mut first = true;
-    let mut out = Vec::new();
+    let mut in_kernel = Duration::ZERO;
     loop {
         let mut attr = BatchAttr {
             in_batch: if first {
@@ -52,6 +73,7 @@ pub fn fold_all_percpu<K: Pod, V: Pod, T>(
             map_fd: map.fd().as_fd_raw(),
             ..Default::default()
         };
+        let started = Instant::now();
         // SAFETY: attr points at buffers sized for `count` keys and values that outlive
         // the call; the kernel writes at most that much.
         let rc = unsafe {
@@ -62,6 +84,7 @@ pub fn fold_all_percpu<K: Pod, V: Pod, T>(
                 size_of::<BatchAttr>() as u32,
             )
         };
+        in_kernel += started.elapsed();
         let err = (rc < 0).then(io::Error::last_os_error);
         let done = match &err {
             None => false,
@@ -82,11 +105,10 @@ pub fn fold_all_percpu<K: Pod, V: Pod, T>(
             per_cpu.extend((0..ncpus).map(|cpu| unsafe {
                 std::ptr::read_unaligned::<V>(values[(i * ncpus + cpu) * stride..].as_ptr().cast())
             }));
-            let folded = f(&key, &per_cpu);
-            out.push((key, folded));
+            f(&key, &per_cpu);
         }
         if done {
-            return Ok(out);
+            return Ok(in_kernel);
         }
         token_in = token_out;
         first = false;
