@@ -138,6 +138,10 @@ pub struct BlockingConfig {
     pub max_ttl: Duration,
     /// Consecutive ticks a source must be over the limit before it is blocked.
     pub over_limit_ticks: u32,
+    /// After an operator unblocks a prefix, sources in it are not auto-blocked again for
+    /// this long (the kernel still rate-limits them). 0s disables.
+    #[serde(with = "duration_str")]
+    pub unblock_grace: Duration,
     /// Capacity of the block map, in entries (a hash map, never evicted under floods).
     pub block_max_entries: u32,
     /// Broadest IPv4 prefix length the API accepts in a manual block, in bits.
@@ -155,6 +159,9 @@ impl Default for BlockingConfig {
             max_ttl: Duration::from_secs(24 * 60 * 60),
             // Ticks: 500 ms over the limit at the default tick, so one burst does not block.
             over_limit_ticks: 2,
+            // A client unblocked by hand first sends the SYNs its kernel retransmitted while
+            // it was blocked (1, 3, 7, 15, 31 s after each attempt) on top of new ones.
+            unblock_grace: Duration::from_secs(60),
             // Entries: 2^21.
             block_max_entries: 2_097_152,
             // Bits: nothing broader than a /8 or a /32 can be blocked through the API.
@@ -387,6 +394,15 @@ impl Config {
             );
         }
         p.within("blocking.over_limit_ticks", b.over_limit_ticks, 1, 100);
+        if b.unblock_grace > Duration::from_secs(86_400) {
+            p.push(
+                "blocking.unblock_grace",
+                format!(
+                    "must be at most 24h, got {}",
+                    duration_str::format(b.unblock_grace)
+                ),
+            );
+        }
         p.within(
             "blocking.block_max_entries",
             b.block_max_entries,
@@ -768,6 +784,7 @@ mod tests {
             max_ttl = "10m"
             escalation = 0.5
             over_limit_ticks = 0
+            unblock_grace = "25h"
             block_max_entries = 0
             min_prefix_v4 = 33
             min_prefix_v6 = 129
@@ -800,6 +817,7 @@ mod tests {
                 "blocking.escalation",
                 "blocking.max_ttl",
                 "blocking.over_limit_ticks",
+                "blocking.unblock_grace",
                 "blocking.block_max_entries",
                 "blocking.min_prefix_v4",
                 "blocking.min_prefix_v6",
@@ -976,6 +994,7 @@ mod tests {
                 escalation: 1.5,
                 max_ttl: Duration::from_secs(7 * 24 * 3600),
                 over_limit_ticks: 4,
+                unblock_grace: Duration::from_secs(5),
                 block_max_entries: 1_000_000,
                 min_prefix_v4: 16,
                 min_prefix_v6: 48,

@@ -158,6 +158,7 @@ pub fn settings(cfg: &Config) -> Settings {
         escalation: cfg.blocking.escalation,
         max_ttl: cfg.blocking.max_ttl,
         over_limit_ticks: cfg.blocking.over_limit_ticks,
+        unblock_grace: cfg.blocking.unblock_grace,
         min_prefix_v4: cfg.blocking.min_prefix_v4,
         min_prefix_v6: cfg.blocking.min_prefix_v6,
         protected,

@@ -121,6 +121,8 @@ pub struct Settings {
     pub escalation: f64,
     pub max_ttl: Duration,
     pub over_limit_ticks: u32,
+    /// After an operator unblock, sources inside the prefix are not auto-blocked for this long.
+    pub unblock_grace: Duration,
     pub min_prefix_v4: u8,
     pub min_prefix_v6: u8,
     /// Never blockable: loopback, the host's own addresses, admin networks.
@@ -146,6 +148,7 @@ impl Settings {
             escalation: 2.0,
             max_ttl: Duration::from_secs(86_400),
             over_limit_ticks: 2,
+            unblock_grace: Duration::from_secs(60),
             min_prefix_v4: 8,
             min_prefix_v6: 32,
             protected: loopback(),
@@ -237,6 +240,8 @@ struct Core {
     blocks: BTreeMap<IpNet, BlockRecord>,
     allows: BTreeMap<IpNet, AllowRecord>,
     offences: BTreeMap<IpNet, Offence>,
+    /// Prefixes an operator unblocked, and until when their sources are not auto-blocked.
+    grace: BTreeMap<IpNet, tokio::time::Instant>,
     tracks: HashMap<SourceKey, Track>,
     last: Option<(tokio::time::Instant, [u64; COUNT])>,
     rates: Rates,
@@ -314,6 +319,7 @@ impl Guard {
             blocks,
             allows,
             offences: state.offences,
+            grace: BTreeMap::new(),
             tracks: HashMap::new(),
             last: None,
             rates: Rates::default(),
@@ -372,6 +378,8 @@ impl Guard {
             created_at_ms: now,
         };
         core.insert_block(record.clone())?;
+        // The operator changed their mind: no grace left that overlaps what they block.
+        core.grace.retain(|g, _| !overlaps(g, &net));
         log::info!(
             "blocked {net} ({}), until {}",
             record.reason,
@@ -393,7 +401,16 @@ impl Guard {
             core.blocks.insert(net, prev);
             return Err(e);
         }
-        log::info!("unblocked {net}");
+        let grace = core.settings.unblock_grace;
+        if grace.is_zero() {
+            log::info!("unblocked {net}");
+        } else {
+            core.grace.insert(net, tokio::time::Instant::now() + grace);
+            log::info!(
+                "unblocked {net}; its sources are not auto-blocked for {} (still rate-limited)",
+                humantime::format_duration(grace)
+            );
+        }
         Ok(prev)
     }
 
@@ -746,9 +763,14 @@ impl Core {
         self.tracks.retain(|k, _| seen.contains(k));
 
         let per_source_trigger = !offenders.is_empty();
+        self.grace.retain(|_, until| *until > now);
         for (key, rate, ticks) in offenders {
             let net = source_net(&key, self.settings.ipv6_prefix_len);
             if self.blocks.contains_key(&net) || self.blocks.keys().any(|b| b.contains(&net)) {
+                continue;
+            }
+            if self.grace.keys().any(|g| g.contains(&net)) {
+                log::debug!("{net}: {rate:.0} SYN/s, not blocked: unblocked by the operator");
                 continue;
             }
             if !self.settings.enforce {

@@ -317,3 +317,76 @@ fn allowlist_from_config_and_runtime() {
     let allows: Vec<IpNet> = b.guard.allowlist().iter().map(|a| a.cidr).collect();
     assert_eq!(allows, vec![net("10.10.0.0/16")]);
 }
+
+/// Over the limit for `ticks` ticks of 250 ms at 2,000 SYN/s; returns what was auto-blocked.
+async fn flood_ticks(b: &Bed, source: std::net::IpAddr, ticks: u32) -> Vec<IpNet> {
+    let mut blocked = Vec::new();
+    for _ in 0..ticks {
+        tokio::time::advance(Duration::from_millis(250)).await;
+        b.dp.lock().expect("dp").add_syns(source, 500);
+        blocked.extend(b.guard.tick().blocked);
+    }
+    blocked
+}
+
+#[tokio::test(start_paused = true)]
+async fn operator_unblock_gives_a_grace_period() {
+    let b = bed("grace");
+    let client: std::net::IpAddr = "192.0.2.77".parse().expect("addr");
+    b.guard.tick();
+    assert_eq!(
+        flood_ticks(&b, client, 2).await,
+        vec![net("192.0.2.77/32")],
+        "auto-blocked first"
+    );
+    // The operator unblocks it: its retransmitted SYNs keep it over the limit
+    // for a while, and it is not blocked again for the grace period (60 s in the tests).
+    b.guard.unblock("192.0.2.77/32").expect("unblock");
+    let during = flood_ticks(&b, client, 8).await;
+    assert!(during.is_empty(), "re-blocked during the grace: {during:?}");
+    tokio::time::advance(Duration::from_secs(57)).await;
+    b.guard.tick();
+    assert!(flood_ticks(&b, client, 2).await.is_empty(), "still inside");
+    // Past 60 s the grace is gone and the source is an offender again.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(
+        flood_ticks(&b, client, 2).await,
+        vec![net("192.0.2.77/32")],
+        "blocked again after the grace"
+    );
+    // Another source in nobody's grace is blocked as usual meanwhile.
+    let other: std::net::IpAddr = "192.0.2.78".parse().expect("addr");
+    assert_eq!(flood_ticks(&b, other, 2).await, vec![net("192.0.2.78/32")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manual_block_ends_the_grace_and_zero_disables_it() {
+    let b = bed("grace-reblock");
+    let client: std::net::IpAddr = "192.0.2.80".parse().expect("addr");
+    b.guard.block("192.0.2.0/24", None, None).expect("block");
+    b.guard.unblock("192.0.2.0/24").expect("unblock");
+    b.guard.tick();
+    assert!(flood_ticks(&b, client, 3).await.is_empty(), "in the grace");
+    // A manual block overlapping the unblocked prefix ends its grace: once that block has
+    // expired, the client is an offender like any other.
+    b.guard
+        .block("192.0.2.80", Some(Duration::from_secs(1)), None)
+        .expect("block the client");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(b.guard.tick().expired, vec![net("192.0.2.80/32")]);
+    assert_eq!(
+        flood_ticks(&b, client, 2).await,
+        vec![net("192.0.2.80/32")],
+        "a manual block cancels the grace it overlaps"
+    );
+
+    let z = bed_with("grace-off", |s| s.unblock_grace = Duration::ZERO);
+    z.guard.block("192.0.2.80", None, None).expect("block");
+    z.guard.unblock("192.0.2.80").expect("unblock");
+    z.guard.tick();
+    assert_eq!(
+        flood_ticks(&z, client, 2).await,
+        vec![net("192.0.2.80/32")],
+        "unblock_grace = 0s"
+    );
+}

@@ -444,9 +444,10 @@ pub(super) fn operator_cli(ctx: &mut Ctx) -> Result<(), E2eError> {
     let dir = ctx.run_dir("s6", Mode::XdpGuard);
     let daemon = Daemon::start(&ctx.bin, ctx.bed.srv(), &dir, Thresholds::DEFAULT)?;
     // The client is first busy enough to be tracked (the sketch admits a source after
-    // burst/4 = 50 SYNs in a window), then slows to 10 requests/s for the rest: at 60/s,
-    // the SYNs its kernel retransmitted while blocked would arrive on top of the new ones
-    // after the unblock and take it over the limit (an auto-block of its own).
+    // burst/4 = 50 SYNs in a window), then slows to 10 requests/s for the rest, so that the
+    // SYNs its kernel retransmits while blocked stay far under the limit after the unblock.
+    // (At 60/s they took it over the limit; `blocking.unblock_grace` now keeps the
+    // controller from re-blocking such a client, and the guard's unit tests cover that.)
     let busy = Load::start(
         &ctx.bed.legit().ns,
         ctx.load_spec(&[OPERATOR_CLIENT], 60, Duration::from_secs(10)),
