@@ -47,6 +47,11 @@ pub enum DaemonError {
     },
     #[error("API: {0}")]
     Api(String),
+    #[error("finding the daemon's state_dir in {}: {source}; name it with --state-dir", path.display())]
+    LockDir {
+        path: PathBuf,
+        source: Box<ConfigError>,
+    },
 }
 
 /// What `xdp-guard run` was asked on the command line, on top of the file.
@@ -405,8 +410,30 @@ async fn event_loop(
 }
 
 /// `xdp-guard detach --iface IFACE`: remove the program and every pin.
-pub fn detach(iface: &str, state_dir: &Path) -> Result<bool, DaemonError> {
-    if let Some(pid) = InterfaceLock::held(&paths::lock_file(state_dir, iface)) {
+/// Where a daemon keeps its interface locks, for `detach`: `explicit`, else the `state_dir`
+/// of `config`, else (no such file) the default. A config that exists but does not load is
+/// an error: guessing could detach from under a running daemon.
+pub fn lock_dir(config: &Path, explicit: Option<&Path>) -> Result<PathBuf, DaemonError> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_path_buf());
+    }
+    if !config.exists() {
+        return Ok(PathBuf::from(paths::DEFAULT_STATE_DIR));
+    }
+    Config::load(config)
+        .map(|c| c.state_dir)
+        .map_err(|source| DaemonError::LockDir {
+            path: config.to_path_buf(),
+            source: Box::new(source),
+        })
+}
+
+/// `xdp-guard detach`: the program off `iface` and its pins removed, unless a daemon holds
+/// the interface's lock (in the state_dir [`lock_dir`] finds). Returns whether anything was
+/// pinned.
+pub fn detach(iface: &str, config: &Path, state_dir: Option<&Path>) -> Result<bool, DaemonError> {
+    let state_dir = lock_dir(config, state_dir)?;
+    if let Some(pid) = InterfaceLock::held(&paths::lock_file(&state_dir, iface)) {
         return Err(DaemonError::AlreadyRunning {
             iface: iface.into(),
             pid,
@@ -416,4 +443,32 @@ pub fn detach(iface: &str, state_dir: &Path) -> Result<bool, DaemonError> {
         Path::new(paths::PIN_ROOT),
         iface,
     ))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_finds_the_lock_dir_of_the_config_or_refuses_to_guess() {
+        let dir = std::env::temp_dir().join(format!("xg-lockdir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = dir.join("xdp-guard.toml");
+        let explicit = Path::new("/srv/xg");
+        assert_eq!(
+            lock_dir(&config, Some(explicit)).expect("explicit"),
+            explicit
+        );
+        assert_eq!(
+            lock_dir(&config, None).expect("no file"),
+            Path::new(paths::DEFAULT_STATE_DIR)
+        );
+        std::fs::write(&config, "interface = \"eth0\"\nstate_dir = \"/srv/xg\"\n").expect("write");
+        assert_eq!(lock_dir(&config, None).expect("from the file"), explicit);
+        std::fs::write(&config, "interface = \"eth0\"\nstate_dir = 7\n").expect("write");
+        let e = lock_dir(&config, None).expect_err("a broken config");
+        assert!(matches!(e, DaemonError::LockDir { .. }), "{e}");
+        assert!(e.to_string().contains("--state-dir"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -23,20 +23,20 @@ async fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(|e| e.to_string())
         }
-        Command::Detach { iface } => {
-            let state_dir = std::path::Path::new(xdp_guard::paths::DEFAULT_STATE_DIR);
-            match daemon::detach(iface, state_dir) {
-                Ok(true) => {
+        Command::Detach {
+            iface,
+            config,
+            state_dir,
+        } => daemon::detach(iface, config, state_dir.as_deref())
+            .map(|detached| {
+                if detached {
                     println!("detached xdp-guard from {iface} and removed its pins");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Ok(false) => {
+                } else {
                     println!("nothing of xdp-guard is pinned for {iface}");
-                    Ok(ExitCode::SUCCESS)
                 }
-                Err(e) => Err(e.to_string()),
-            }
-        }
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| e.to_string()),
         _ => cli::dispatch(cli).await.map_err(|e| e.to_string()),
     };
     match result {

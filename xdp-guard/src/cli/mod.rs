@@ -108,10 +108,18 @@ pub enum Command {
         #[arg(long, default_value = paths::DEFAULT_CONFIG, value_name = "PATH")]
         config: PathBuf,
     },
-    /// Detach the XDP program from an interface and remove its pins.
+    /// Detach the XDP program from an interface and remove its pins (refused while a daemon
+    /// guards the interface: its lock is looked for in the configured state_dir).
     Detach {
         #[arg(long, value_name = "IFACE")]
         iface: String,
+        /// The daemon's configuration, read for its state_dir (where the lock is). A missing
+        /// file means the default state_dir.
+        #[arg(long, default_value = paths::DEFAULT_CONFIG, value_name = "PATH")]
+        config: PathBuf,
+        /// The daemon's state_dir, instead of reading it from --config.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Print a shell completion script.
     Completions {

@@ -343,10 +343,23 @@ fn check_config_and_completions_args() {
         parse_err(&["completions", "cmd.exe"]).kind(),
         ErrorKind::InvalidValue
     );
-    let Command::Detach { iface } = parse(&["detach", "--iface", "eth0"]).command else {
+    let Command::Detach {
+        iface,
+        config,
+        state_dir,
+    } = parse(&["detach", "--iface", "eth0"]).command
+    else {
         panic!("not detach");
     };
     assert_eq!(iface, "eth0");
+    assert_eq!(config, std::path::Path::new(paths::DEFAULT_CONFIG));
+    assert_eq!(state_dir, None);
+    let Command::Detach { state_dir, .. } =
+        parse(&["detach", "--iface", "eth0", "--state-dir", "/srv/xg"]).command
+    else {
+        panic!("not detach");
+    };
+    assert_eq!(state_dir.as_deref(), Some(std::path::Path::new("/srv/xg")));
 }
 
 #[test]
