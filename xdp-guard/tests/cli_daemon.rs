@@ -50,22 +50,15 @@ fn cli_commands_and_top_in_tmux_against_a_live_daemon() {
     let lan = Lan::new(&[("csrv", "198.18.1.1/24"), ("catk", "198.18.1.2/24")]).expect("test LAN");
     let (srv, atk) = (&lan.hosts[0], &lan.hosts[1]);
     let names: Vec<String> = lan.hosts.iter().map(|h| h.ns.name().to_string()).collect();
-    let dir = std::env::temp_dir().join(format!("xg-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let token = dir.join("api.token");
-    let config = dir.join("xdp-guard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "interface = \"{}\"\nstate_dir = \"{}\"\ndetach_on_exit = true\n[syn]\nrate = 1000\nburst = 8\n[api]\ntoken_file = \"{}\"\n",
-            srv.iface,
-            dir.join("state").display(),
-            token.display()
-        ),
-    )
-    .expect("config");
-    let daemon = Daemon::start(srv, &config, &dir.join("daemon.log"));
+    let work = WorkDir::new("cli");
+    let token = work.token();
+    let config = work.config(&format!(
+        "interface = \"{}\"\nstate_dir = \"{}\"\ndetach_on_exit = true\n[syn]\nrate = 1000\nburst = 8\n[api]\ntoken_file = \"{}\"\n",
+        srv.iface,
+        work.state().display(),
+        token.display()
+    ));
+    let daemon = Daemon::start(srv, &config, &work.log());
     wait_until("the API", Duration::from_secs(30), || {
         api(srv, &token, "/v1/stats").is_some()
     });
@@ -211,5 +204,4 @@ fn cli_commands_and_top_in_tmux_against_a_live_daemon() {
     for n in names {
         assert!(!left.contains(&n), "namespace {n} left behind");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -34,15 +34,10 @@ fn flood_blocked_client_unharmed_survives_sigkill_and_tunes_sysctls() {
     .expect("test LAN");
     let (srv, atk, cli) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]);
     let names: Vec<String> = lan.hosts.iter().map(|h| h.ns.name().to_string()).collect();
-    let dir = std::env::temp_dir().join(format!("xg-daemon-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let token = dir.join("api.token");
-    let config = dir.join("xdp-guard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"interface = "{iface}"
+    let work = WorkDir::new("daemon");
+    let token = work.token();
+    let config = work.config(&format!(
+        r#"interface = "{iface}"
 state_dir = "{state}"
 xdp_mode = "native"
 detach_on_exit = false
@@ -63,13 +58,11 @@ token_file = "{token}"
 [sysctl]
 mode = "auto"
 "#,
-            iface = srv.iface,
-            state = dir.join("state").display(),
-            token = token.display()
-        ),
-    )
-    .expect("config");
-    let log = dir.join("daemon.log");
+        iface = srv.iface,
+        state = work.state().display(),
+        token = token.display()
+    ));
+    let log = work.log();
     let synack_before = read_sysctl(srv, "net.ipv4.tcp_synack_retries");
     let host_synack =
         std::fs::read_to_string("/proc/sys/net/ipv4/tcp_synack_retries").expect("host sysctl");
@@ -97,7 +90,7 @@ mode = "auto"
     );
 
     // 1. The flood: blocked after exactly the configured two over-limit ticks.
-    let mut hping = flood(atk, &srv.addr, 400_000);
+    let mut hping = flood(&atk.ns, &srv.addr, 400_000);
     wait_until("the attacker's block", Duration::from_secs(20), || {
         blocked(srv, &token, "198.18.0.2/32")
     });
@@ -171,6 +164,24 @@ mode = "auto"
         api(srv, &token, "/v1/stats").is_some(),
         "the first instance is undisturbed"
     );
+    // Nor can `detach` pull the program from under it: the lock is found through the
+    // daemon's config (its state_dir is not the default one).
+    let detach = || {
+        srv.ns
+            .nsenter_command(BIN)
+            .args(["detach", "--iface", &srv.iface, "--config"])
+            .arg(&config)
+            .output()
+            .expect("xdp-guard detach")
+    };
+    let refused = detach();
+    assert!(!refused.status.success(), "{refused:?}");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("already running on"), "{err}");
+    assert!(
+        api(srv, &token, "/v1/stats").is_some() && blocked(srv, &token, "198.18.0.2/32"),
+        "still attached and blocking after the refused detach"
+    );
 
     // SIGHUP: a new allowlist entry from the file, state kept.
     let text = std::fs::read_to_string(&config).expect("config");
@@ -238,13 +249,8 @@ mode = "auto"
         String::from_utf8_lossy(&link.stdout).contains("xdp"),
         "still attached"
     );
-    let detach = srv
-        .ns
-        .nsenter_command(BIN)
-        .args(["detach", "--iface", &srv.iface])
-        .output()
-        .expect("detach");
-    assert!(detach.status.success(), "{detach:?}");
+    let detached = detach();
+    assert!(detached.status.success(), "{detached:?}");
     assert!(!pins.exists(), "pins removed by detach");
     let link = srv
         .ns
@@ -259,5 +265,4 @@ mode = "auto"
     for n in names {
         assert!(!left.contains(&n), "namespace {n} left behind");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

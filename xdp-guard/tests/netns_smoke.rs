@@ -12,7 +12,7 @@ use xdp_guard::{
 };
 use xdp_guard_common::{config::RateParams, stats::*};
 
-use support::require_root;
+use support::{bed::flood, require_root};
 
 #[test]
 fn native_xdp_on_veth_drops_a_real_syn_flood() {
@@ -52,26 +52,12 @@ fn native_xdp_on_veth_drops_a_real_syn_flood() {
             );
 
             // 3,000 SYNs at ~10k/s, bounded by count and by time.
-            let out = atk
-                .command("timeout")
-                .args([
-                    "20",
-                    "hping3",
-                    "-q",
-                    "-S",
-                    "-p",
-                    "80",
-                    "-i",
-                    "u100",
-                    "-c",
-                    "3000",
-                    "198.18.0.1",
-                ])
-                .output()
-                .expect("hping3 (installed by `cargo xtask setup`)");
+            let status = flood(&atk, "198.18.0.1", 3000)
+                .wait()
+                .expect("wait for hping3");
             assert!(
-                out.status.success() || out.status.code() == Some(1),
-                "hping3: {out:?}"
+                status.success() || status.code() == Some(1),
+                "hping3: {status}"
             );
             std::thread::sleep(Duration::from_millis(200));
             let stats = dp.stats().expect("stats");

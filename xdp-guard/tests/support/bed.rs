@@ -15,13 +15,54 @@ use std::{
 };
 
 use aya::maps::{Map, MapData, PerCpuArray};
-use xdp_guard::netns::LanHost;
+use xdp_guard::netns::{LanHost, Netns};
 use xdp_guard_common::{
     LAYOUT_VERSION, maps,
     stats::{self, Stats},
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_xdp-guard");
+
+/// A daemon test's files (config, API token, state, log) in a directory of their own under
+/// the temp dir: emptied first, removed on drop unless the test failed (the log is the first
+/// thing to read then).
+pub struct WorkDir(pub PathBuf);
+
+impl WorkDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("xg-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test work directory");
+        Self(dir)
+    }
+
+    pub fn token(&self) -> PathBuf {
+        self.0.join("api.token")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.0.join("state")
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.0.join("daemon.log")
+    }
+
+    /// Writes `xdp-guard.toml` and returns its path.
+    pub fn config(&self, toml: &str) -> PathBuf {
+        let path = self.0.join("xdp-guard.toml");
+        std::fs::write(&path, toml).expect("write the config");
+        path
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
 
 pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -201,9 +242,10 @@ pub fn enter(ns: &str) {
     assert_eq!(rc, 0, "setns");
 }
 
-pub fn flood(atk: &LanHost, target: &str, count: u32) -> Child {
-    atk.ns
-        .command("timeout")
+/// `count` SYNs to port 80 of `target` at ~10k/s from `atk` (hping3), bounded by count and
+/// by 60 s.
+pub fn flood(atk: &Netns, target: &str, count: u32) -> Child {
+    atk.command("timeout")
         .args([
             "60",
             "hping3",
