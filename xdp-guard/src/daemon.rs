@@ -409,7 +409,6 @@ async fn event_loop(
     }
 }
 
-/// `xdp-guard detach --iface IFACE`: remove the program and every pin.
 /// Where a daemon keeps its interface locks, for `detach`: `explicit`, else the `state_dir`
 /// of `config`, else (no such file) the default. A config that exists but does not load is
 /// an error: guessing could detach from under a running daemon.
