@@ -199,7 +199,13 @@ pub fn build_view(
         .map(|o| OffenderRow {
             source: o.source,
             address: address(&o.source),
-            syn_rate: rate(o.syn_rate),
+            // A blocked source is dropped before SYN accounting: its counters stand still
+            // and its traffic shows only in the header's drops/s. "0.0" would say it stopped.
+            syn_rate: if o.blocked {
+                "-".to_owned()
+            } else {
+                rate(o.syn_rate)
+            },
             total: o.syns.to_string(),
             dropped: o.dropped.to_string(),
             blocked: match (o.blocked, o.blocked_until_ms) {
@@ -780,6 +786,7 @@ mod tests {
         let blocked = &view.rows[1];
         assert_eq!(blocked.blocked, "yes, 9m 58s");
         assert!(blocked.is_blocked);
+        assert_eq!(blocked.syn_rate, "-", "not counted while blocked");
         assert_eq!(view.rows[0].blocked, "-");
         assert_eq!(view.rows[0].syn_rate, "900");
         assert_eq!(view.rows[2].syn_rate, "10.0");
