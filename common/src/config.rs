@@ -38,12 +38,20 @@ pub struct GuardConfig {
     pub event_interval_ns: u64,
     /// Most over-limit events per CPU per flood-guard window.
     pub event_budget: u32,
-    pub _pad: u32,
+    /// The spoof guard's budget: SYNs from untracked sources allowed per CPU per flood-guard
+    /// window while it is on.
+    pub spoof_budget: u32,
     /// Seed of the sketch hash, random per load so collisions cannot be planned.
     pub hash_seed: u64,
+    /// The spoof guard is on until this time (monotonic ns; 0: off). User space, having
+    /// detected a spoofed flood, keeps pushing it a few seconds ahead, so the guard lapses
+    /// by itself if the daemon dies. While on, SYNs from sources the program does not track
+    /// (not in the per-source LRU; user space adds the clients it saw complete a handshake)
+    /// pass at most `spoof_budget` per CPU per window; the rest are dropped.
+    pub spoof_until_ns: u64,
 }
 
-const _: () = assert!(size_of::<GuardConfig>() == 72);
+const _: () = assert!(size_of::<GuardConfig>() == 80);
 
 impl GuardConfig {
     #[inline(always)]
@@ -53,6 +61,11 @@ impl GuardConfig {
     #[inline(always)]
     pub const fn all_ports(&self) -> bool {
         self.flags & FLAG_ALL_PORTS != 0
+    }
+    /// Is the spoof guard on at `now_ns`?
+    #[inline(always)]
+    pub const fn spoof_guard(&self, now_ns: u64) -> bool {
+        now_ns < self.spoof_until_ns
     }
 }
 
@@ -98,8 +111,9 @@ impl RateParams {
             guard_window_ns: 100_000_000,
             event_interval_ns: 1_000_000_000,
             event_budget: 64,
-            _pad: 0,
+            spoof_budget: 0,
             hash_seed,
+            spoof_until_ns: 0,
         }
     }
 }

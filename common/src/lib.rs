@@ -22,7 +22,7 @@ pub mod reference;
 
 /// Bumped whenever any map layout, map name or the meaning of a config field changes.
 /// The daemon refuses to adopt pinned maps written by a build with another version.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Name of the XDP program inside the object (the `#[xdp]` function).
 pub const PROGRAM_NAME: &str = "xdp_guard";

@@ -159,6 +159,10 @@ pub struct CpuState {
     pub new_sources: u32,
     /// Ring-buffer events in the current window.
     pub events: u32,
+    /// SYNs from untracked sources in the current window (counted while the spoof guard is
+    /// on).
+    pub unverified: u32,
+    pub _pad: u32,
 }
 
 /// Sent on the ring buffer when a source goes over its limit (at most once per
@@ -183,7 +187,7 @@ const _: () = assert!(size_of::<PrefixLens>() == 24);
 const _: () = assert!(size_of::<SourceKey>() == 16);
 const _: () = assert!(size_of::<SynCounter>() == 48);
 const _: () = assert!(size_of::<SketchCell>() == 8);
-const _: () = assert!(size_of::<CpuState>() == 16);
+const _: () = assert!(size_of::<CpuState>() == 24);
 const _: () = assert!(size_of::<OverLimitEvent>() == 40);
 const _: () = assert!(SKETCH_WIDTH.is_power_of_two());
 

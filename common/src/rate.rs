@@ -124,7 +124,20 @@ fn roll_window(s: &mut CpuState, now_ns: u64, cfg: &GuardConfig) {
         s.guard_window_start_ns = now_ns;
         s.new_sources = 0;
         s.events = 0;
+        s.unverified = 0;
     }
+}
+
+/// With the spoof guard on: may one more SYN from an untracked source pass on this CPU now?
+/// Counts it when it may.
+#[inline(always)]
+pub fn spoof_admit(s: &mut CpuState, now_ns: u64, cfg: &GuardConfig) -> bool {
+    roll_window(s, now_ns, cfg);
+    if s.unverified >= cfg.spoof_budget {
+        return false;
+    }
+    s.unverified += 1;
+    true
 }
 
 /// May one more source be admitted into the LRU on this CPU now? Counts the admission.

@@ -302,6 +302,16 @@ fn decide(
             addr: v4_mapped([l3.src[0], l3.src[1], l3.src[2], l3.src[3]]),
         }
     };
+    if cfg.spoof_guard(now)
+        && !st.sources.contains_key(&key)
+        && !rate::spoof_admit(&mut st.cpu, now, cfg)
+    {
+        return if cfg.enforce() {
+            (Action::Drop, DROP_UNVERIFIED)
+        } else {
+            (Action::Pass, WOULD_DROP)
+        };
+    }
     let over = account(&key, cfg, st, now, c);
     if !over {
         (Action::Pass, PASSED)

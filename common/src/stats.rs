@@ -26,10 +26,14 @@ pub const FLOOD_GUARD: usize = 13;
 pub const EVENTS_SENT: usize = 14;
 /// Events not sent: budget spent or ring full.
 pub const EVENTS_SUPPRESSED: usize = 15;
+/// Outcome: a SYN from a source the program does not track, over the per-CPU budget for such
+/// sources that applies while user space has declared a spoofed flood
+/// ([`crate::config::GuardConfig::spoof_until_ns`]). In monitor mode these count as [`WOULD_DROP`].
+pub const DROP_UNVERIFIED: usize = 16;
 
-pub const COUNT: usize = 16;
+pub const COUNT: usize = 17;
 
-pub const OUTCOMES: [usize; 7] = [
+pub const OUTCOMES: [usize; 8] = [
     PASSED,
     ALLOWLISTED,
     DROP_BLOCKLIST,
@@ -37,7 +41,16 @@ pub const OUTCOMES: [usize; 7] = [
     WOULD_DROP,
     DROP_MALFORMED,
     NON_IP,
+    DROP_UNVERIFIED,
 ];
+
+/// The outcomes that drop the packet.
+pub const DROPS: [usize; 4] = [DROP_BLOCKLIST, DROP_RATE, DROP_MALFORMED, DROP_UNVERIFIED];
+
+/// Packets dropped, over every drop outcome.
+pub fn dropped(counters: &[u64; COUNT]) -> u64 {
+    DROPS.iter().map(|i| counters[*i]).sum()
+}
 
 /// Names as they appear in metrics and `xdp-guard stats`.
 pub const NAMES: [&str; COUNT] = [
@@ -57,6 +70,7 @@ pub const NAMES: [&str; COUNT] = [
     "flood_guard",
     "events_sent",
     "events_suppressed",
+    "dropped_unverified",
 ];
 
 #[repr(C)]

@@ -10,9 +10,12 @@
 //! 4. source in an unexpired block: DROP every packet, `dropped_blocklist`;
 //! 5. non-TCP, and non-first fragments (no TCP header to read): PASS;
 //! 6. TCP header truncated or data offset < 5, SYN with FIN or RST: DROP, `dropped_malformed`;
-//! 7. SYN (ACK clear) to a protected port: GCRA per source; over the limit: DROP
+//! 7. SYN (ACK clear) to a protected port while user space has declared a spoofed flood,
+//!    from a source not in the per-source LRU, beyond this CPU's budget for such sources:
+//!    DROP (`dropped_unverified`) in enforce mode, PASS (`would_drop`) in monitor mode;
+//! 8. SYN (ACK clear) to a protected port: GCRA per source; over the limit: DROP
 //!    (`dropped_rate`) in enforce mode, PASS (`would_drop`) in monitor mode;
-//! 8. everything else: PASS.
+//! 9. everything else: PASS.
 //!
 //! Internal failures (a map lookup that cannot fail, failing) pass the packet: the kernel
 //! stack still guards it, and a firewall bug must not black-hole a host. XDP_ABORTED is

@@ -1,7 +1,9 @@
 //! Per-source SYN accounting: LRU hit -> GCRA; miss -> sketch, and LRU admission only for
 //! sources the sketch already saw `sketch_admit` times, within the flood guard's budget. A
 //! never-seen source therefore costs an LRU miss plus two per-CPU array updates, about what a
-//! tracked source costs, and a spoofed flood cannot churn the LRU.
+//! tracked source costs, and a spoofed flood cannot churn the LRU. While user space has
+//! declared a spoofed flood, untracked sources first spend a per-CPU budget; beyond it their
+//! SYNs are dropped.
 
 use aya_ebpf::helpers::bpf_get_smp_processor_id;
 use xdp_guard_common::{
@@ -57,6 +59,15 @@ pub fn account(
             }
             over
         }
+        None if cfg.spoof_guard(now) && !spoof_admit(now, cfg) => {
+            // A spoofed flood is on and this source is not one the program tracks (nor one
+            // user space saw complete a handshake): over the budget for such sources.
+            return if cfg.enforce() {
+                Verdict::drop(stats::DROP_UNVERIFIED)
+            } else {
+                Verdict::pass(stats::WOULD_DROP)
+            };
+        }
         None => match admit(&key, now, cfg, counters) {
             Some(mut counter) => {
                 let over = rate::account(&mut counter, now, cfg);
@@ -77,6 +88,17 @@ pub fn account(
         Verdict::drop(stats::DROP_RATE)
     } else {
         Verdict::pass(stats::WOULD_DROP)
+    }
+}
+
+/// The spoof guard's budget for untracked sources on this CPU; a missing per-CPU entry
+/// (impossible for an array) lets the SYN through to the normal path.
+#[inline(always)]
+fn spoof_admit(now: u64, cfg: &GuardConfig) -> bool {
+    match CPU_STATE.get_ptr_mut(0) {
+        // SAFETY: per-CPU value of this CPU.
+        Some(state) => rate::spoof_admit(unsafe { &mut *state }, now, cfg),
+        None => true,
     }
 }
 

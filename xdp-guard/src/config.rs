@@ -188,6 +188,10 @@ pub struct AttackConfig {
     /// No trigger for this long means the attack is over (and tuned sysctls are restored).
     #[serde(with = "duration_str")]
     pub quiet_period: Duration,
+    /// While a spoofed flood is seen: SYNs per second per CPU let through from sources the
+    /// program does not track; clients that completed a handshake are tracked and pass.
+    /// 0 turns the spoof guard off (every such SYN reaches the kernel and its syncookies).
+    pub spoofed_syn_budget: u32,
 }
 
 impl Default for AttackConfig {
@@ -202,6 +206,9 @@ impl Default for AttackConfig {
             // Overflows/s: any overflow means Apache is dropping connections.
             listen_overflows_per_sec: 1,
             quiet_period: Duration::from_secs(60),
+            // Off: dropping unknown sources also turns away new visitors; see the example
+            // config for the trade.
+            spoofed_syn_budget: 0,
         }
     }
 }
@@ -420,6 +427,12 @@ impl Config {
             "attack.listen_overflows_per_sec",
             a.listen_overflows_per_sec,
             1,
+        );
+        p.within(
+            "attack.spoofed_syn_budget",
+            a.spoofed_syn_budget,
+            0,
+            100_000_000,
         );
         if a.quiet_period < Duration::from_secs(1) {
             p.push(
@@ -795,6 +808,7 @@ mod tests {
             syn_recv_threshold = 0
             listen_overflows_per_sec = 0
             quiet_period = "0s"
+            spoofed_syn_budget = 100000001
 
             [api]
             token_file = "api.token"
@@ -825,6 +839,7 @@ mod tests {
                 "attack.syn_rate_total",
                 "attack.syn_recv_threshold",
                 "attack.listen_overflows_per_sec",
+                "attack.spoofed_syn_budget",
                 "attack.quiet_period",
                 "allowlist[1]",
                 "admin_networks[0]",
@@ -1005,6 +1020,7 @@ mod tests {
                 syn_recv_threshold: 1024,
                 listen_overflows_per_sec: 5,
                 quiet_period: Duration::from_secs(300),
+                spoofed_syn_budget: 2000,
             },
             allowlist: vec!["192.0.2.0/24".parse().unwrap()],
             admin_networks: vec![

@@ -174,11 +174,14 @@ pub fn settings(cfg: &Config) -> Settings {
             syn_recv: cfg.attack.syn_recv_threshold,
             listen_overflows_per_sec: cfg.attack.listen_overflows_per_sec,
             quiet_period: cfg.attack.quiet_period,
+            spoofed_syn_budget: cfg.attack.spoofed_syn_budget,
         },
         sysctl_auto: cfg.sysctl.mode == SysctlMode::Auto,
         sysctl_root: PathBuf::from(paths::SYSCTL_ROOT),
         sysctl_backup: paths::sysctl_backup(&cfg.state_dir),
-        watch_sockets: cfg.sysctl.mode != SysctlMode::Off,
+        // The spoof guard reads the handshaken clients whatever the sysctl mode.
+        watch_sockets: cfg.sysctl.mode != SysctlMode::Off || cfg.attack.spoofed_syn_budget > 0,
+        protected_ports: cfg.protected_ports.clone(),
     }
 }
 

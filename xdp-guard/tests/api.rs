@@ -859,6 +859,7 @@ async fn metrics_are_valid_exposition_and_match_the_counters() {
         "would_drop",
         "dropped_malformed",
         "non_ip",
+        "dropped_unverified",
     ]
     .into();
     assert_eq!(verdicts, expected);

@@ -6,9 +6,12 @@ mod support;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use xdp_guard::frames::{Ext, Frame, L4};
+use xdp_guard::{
+    clock,
+    frames::{Ext, Frame, L4},
+};
 use xdp_guard_common::{
-    config::RateParams,
+    config::{FLAG_ENFORCE, RateParams},
     net::{ETH_P_8021AD, ETH_P_8021Q, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     stats::*,
 };
@@ -578,6 +581,63 @@ fn flood_guard_caps_lru_admissions() {
     }
     assert_eq!(guarded, 15);
     assert_eq!(h.dp.sources().expect("sources").len(), 5);
+}
+
+#[test]
+fn spoof_guard_budgets_untracked_sources_and_lapses_by_itself() {
+    if !require_root() {
+        return;
+    }
+    let mut h = Harness::new(params());
+    let mut cfg = *h.dp.config();
+    cfg.guard_window_ns = 3_600_000_000_000;
+    cfg.spoof_budget = 3;
+    cfg.spoof_until_ns = u64::MAX;
+    h.set_config(cfg);
+    let client = Ipv4Addr::new(192, 0, 2, 50);
+    h.track(client.into());
+    let mut outcomes = Vec::new();
+    for i in 0..5u32 {
+        let (action, delta) = h.run(&Frame::syn4(Ipv4Addr::from(0x0a66_0000 + i), 80).bytes());
+        outcomes.push((action, delta[PASSED], delta[DROP_UNVERIFIED]));
+    }
+    assert_eq!(
+        outcomes,
+        [
+            (XDP_PASS, 1, 0),
+            (XDP_PASS, 1, 0),
+            (XDP_PASS, 1, 0),
+            (XDP_DROP, 0, 1),
+            (XDP_DROP, 0, 1)
+        ],
+        "three untracked sources within the budget, then drops"
+    );
+    // The tracked client passes however spent the budget is (within its own burst of 3, less
+    // one: its bucket starts at user space's clock, a hair ahead of the program's coarse
+    // one); so does a non-SYN.
+    for _ in 0..2 {
+        let (action, delta) = h.run(&Frame::syn4(client, 80).bytes());
+        assert_eq!((action, delta[PASSED]), (XDP_PASS, 1));
+    }
+    let (action, delta) = h.run(&Frame::tcp4(Ipv4Addr::new(10, 102, 9, 9), 80, TCP_ACK).bytes());
+    assert_eq!((action, delta[PASSED]), (XDP_PASS, 1));
+    // Monitor mode counts instead of dropping.
+    let mut monitor = *h.dp.config();
+    monitor.flags &= !FLAG_ENFORCE;
+    h.set_config(monitor);
+    let (action, delta) = h.run(&Frame::syn4(Ipv4Addr::new(10, 102, 9, 10), 80).bytes());
+    assert_eq!((action, delta[WOULD_DROP]), (XDP_PASS, 1));
+    // The guard lapses at spoof_until_ns without anyone turning it off.
+    let mut lapsed = *h.dp.config();
+    lapsed.flags |= FLAG_ENFORCE;
+    // A second ago: the program's coarse clock may lag this one by a tick.
+    lapsed.spoof_until_ns = clock::mono_ns() - 1_000_000_000;
+    h.set_config(lapsed);
+    let (action, delta) = h.run(&Frame::syn4(Ipv4Addr::new(10, 102, 9, 11), 80).bytes());
+    assert_eq!(
+        (action, delta[PASSED], delta[DROP_UNVERIFIED]),
+        (XDP_PASS, 1, 0)
+    );
 }
 
 #[test]

@@ -441,10 +441,7 @@ fn dropped(bed: &Bed, installed: &Installed) -> Result<u64, ThroughputError> {
     Ok(match installed {
         Installed::Stack => 0,
         Installed::Bare { .. } => bed.rx()?.packets,
-        Installed::XdpGuard(dp) => {
-            let s = dp.stats()?;
-            s[stats::DROP_BLOCKLIST] + s[stats::DROP_RATE] + s[stats::DROP_MALFORMED]
-        }
+        Installed::XdpGuard(dp) => stats::dropped(&dp.stats()?),
         Installed::Iptables => {
             let out = bed
                 .server

@@ -13,7 +13,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf,
+        Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::Xdp,
@@ -26,6 +26,7 @@ use xdp_guard_common::{
         self, BLOCK_MAX_ENTRIES, BlockEntry, BlockKeyV4, BlockKeyV6, MAX_V6_BLOCK_LENS, PORT_WORDS,
         PrefixLens, SYN_COUNTERS_MAX_ENTRIES, SourceKey, SynCounter, V4Slot,
     },
+    rate,
     stats::{self, Stats},
 };
 
@@ -611,6 +612,28 @@ impl Datapath {
             out.push((key, sum_source(per_cpu.iter())));
         }
         Ok(out)
+    }
+
+    /// Start tracking `keys` (sources user space saw complete a handshake) with a fresh
+    /// bucket on every CPU, so the spoof guard counts them as known. Sources already tracked
+    /// keep their state (`BPF_NOEXIST`). Returns how many were added.
+    pub fn track(&mut self, keys: &[SourceKey]) -> Result<usize, BpfError> {
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| BpfError::Io(e))?;
+        let fresh = rate::admitted(crate::clock::mono_ns(), 1, &self.config);
+        // BPF_NOEXIST: create only.
+        const BPF_NOEXIST: u64 = 1;
+        let mut added = 0;
+        for key in keys {
+            let values = PerCpuValues::try_from(vec![fresh; ncpus]).map_err(BpfError::Io)?;
+            match self.syn_counters.insert(key, values, BPF_NOEXIST) {
+                Ok(()) => added += 1,
+                // Already tracked: its bucket stays as the program left it.
+                Err(MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(added)
     }
 
     pub fn source(&self, key: &SourceKey) -> Result<Option<SourceTotals>, BpfError> {

@@ -106,6 +106,9 @@ pub struct AttackThresholds {
     pub syn_recv: u64,
     pub listen_overflows_per_sec: u64,
     pub quiet_period: Duration,
+    /// While a spoofed flood lasts: SYNs per second per CPU let through from sources the
+    /// program does not track (0: no spoof guard, every such SYN goes to the kernel).
+    pub spoofed_syn_budget: u32,
 }
 
 /// What the guard needs of the configuration (decoupled from the file format so tests can
@@ -132,8 +135,11 @@ pub struct Settings {
     pub sysctl_auto: bool,
     pub sysctl_root: PathBuf,
     pub sysctl_backup: PathBuf,
-    /// Read SYN_RECV and listen counters (sock_diag, /proc/net/netstat) every few ticks.
+    /// Read SYN_RECV and listen counters (sock_diag, /proc/net/netstat) every few ticks, and
+    /// with the spoof guard on, the peers of the protected ports' handshaken sockets.
     pub watch_sockets: bool,
+    /// The protected ports (empty: all), whose clients the spoof guard lets through.
+    pub protected_ports: Vec<u16>,
 }
 
 impl Settings {
@@ -159,11 +165,13 @@ impl Settings {
                 syn_recv: 512,
                 listen_overflows_per_sec: 1,
                 quiet_period: Duration::from_secs(60),
+                spoofed_syn_budget: 0,
             },
             sysctl_auto: false,
             sysctl_root: dir.join("sys"),
             sysctl_backup: dir.join("sysctl-backup.json"),
             watch_sockets: false,
+            protected_ports: vec![80],
         }
     }
 }
@@ -248,6 +256,8 @@ struct Core {
     attack: AttackState,
     last_trigger: Option<tokio::time::Instant>,
     sysctl_tuned: bool,
+    /// When the spoof guard last looked for handshaken clients to let through.
+    verified_at: Option<tokio::time::Instant>,
     syn_recv: u64,
     listen_overflows: Option<u64>,
     tick_duration: Duration,
@@ -326,6 +336,7 @@ impl Guard {
             attack: AttackState::None,
             last_trigger: None,
             sysctl_tuned,
+            verified_at: None,
             syn_recv: 0,
             listen_overflows: None,
             tick_duration: Duration::ZERO,
@@ -579,6 +590,12 @@ impl Guard {
         Ok(())
     }
 
+    /// Track `peers` in the program so the spoof guard lets them through (the controller
+    /// feeds it the handshaken clients of the protected ports while the guard is on).
+    pub fn track_clients(&self, peers: &[IpAddr]) {
+        self.lock().track_peers(peers);
+    }
+
     /// Put back the sysctls the tuner changed (shutdown).
     pub fn restore_sysctls(&self) {
         let mut core = self.lock();
@@ -606,6 +623,15 @@ impl Guard {
         report.duration = core.tick_duration;
         report
     }
+}
+
+/// How long the spoof guard stays on after the last tick that saw a spoofed flood.
+pub const SPOOF_GUARD_HOLD: Duration = Duration::from_secs(5);
+
+/// `per_sec` SYNs per second as a budget per window of `window_ns` (at least one).
+pub fn spoof_budget_per_window(per_sec: u32, window_ns: u64) -> u32 {
+    let per_window = u64::from(per_sec).saturating_mul(window_ns) / 1_000_000_000;
+    per_window.clamp(1, u64::from(u32::MAX)) as u32
 }
 
 fn until(ms: Option<u64>) -> String {
@@ -723,10 +749,12 @@ impl Core {
             self.rates = Rates {
                 packets_per_sec: d(stats::PACKETS),
                 syns_per_sec: d(stats::SYNS),
-                dropped_per_sec: d(stats::DROP_BLOCKLIST)
-                    + d(stats::DROP_RATE)
-                    + d(stats::DROP_MALFORMED),
-                new_sources_per_sec: d(stats::LRU_ADMITTED) + d(stats::FLOOD_GUARD),
+                dropped_per_sec: stats::DROPS.iter().map(|i| d(*i)).sum(),
+                // SYNs of sources the sketch admitted, the flood guard refused or the spoof
+                // guard dropped: all from sources the program did not know.
+                new_sources_per_sec: d(stats::LRU_ADMITTED)
+                    + d(stats::FLOOD_GUARD)
+                    + d(stats::DROP_UNVERIFIED),
             };
         }
         self.last = Some((now, counters));
@@ -873,13 +901,18 @@ impl Core {
         if next != self.attack {
             match next {
                 AttackState::Spoofed => log::warn!(
-                    "spoofed SYN flood: {:.0} SYN/s, {:.0} new sources/s, {:.0}% attributable to tracked sources; per-source blocking cannot help, forcing syncookies and relying on the flood guard",
+                    "spoofed SYN flood: {:.0} SYN/s, {:.0} new sources/s, {:.0}% attributable to tracked sources; per-source blocking cannot help: {}",
                     syn_total,
                     self.rates.new_sources_per_sec,
                     if syn_total > 0.0 {
                         attributable / syn_total * 100.0
                     } else {
                         0.0
+                    },
+                    if th.spoofed_syn_budget > 0 {
+                        "syncookies forced (with sysctl.mode auto) and the spoof guard on"
+                    } else {
+                        "syncookies forced (with sysctl.mode auto); attack.spoofed_syn_budget would drop the flood in XDP"
                     }
                 ),
                 AttackState::PerSource => {
@@ -893,6 +926,7 @@ impl Core {
             self.attack = next;
             report.attack_changed = Some(next);
         }
+        self.spoof_guard(spoofed);
         if self.settings.sysctl_auto {
             let triggered = self.attack != AttackState::None || overload;
             if triggered && !self.sysctl_tuned {
@@ -900,6 +934,61 @@ impl Core {
             } else if !triggered && self.sysctl_tuned {
                 self.restore_sysctls();
             }
+        }
+    }
+
+    /// Keep the program's spoof guard on while a spoofed flood is being seen (and the budget
+    /// is configured): first let the clients that completed a handshake through (they join
+    /// the per-source LRU), then push `spoof_until_ns` a few ticks ahead. When the flood
+    /// stops being seen the guard lapses by itself, also if the daemon dies.
+    fn spoof_guard(&mut self, spoofed_now: bool) {
+        let budget = self.settings.attack.spoofed_syn_budget;
+        if !spoofed_now || budget == 0 {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if self
+            .verified_at
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.verified_at = Some(now);
+            if self.settings.watch_sockets {
+                match crate::tcpstate::handshaken_peers(&self.settings.protected_ports) {
+                    Ok(peers) => self.track_peers(&peers),
+                    Err(e) => log::warn!("spoof guard: listing handshaken clients: {e}"),
+                }
+            }
+        }
+        let mut cfg = self.dp.config();
+        let was_on = cfg.spoof_guard(clock::mono_ns());
+        cfg.spoof_budget = spoof_budget_per_window(budget, cfg.guard_window_ns);
+        cfg.spoof_until_ns = clock::mono_ns() + SPOOF_GUARD_HOLD.as_nanos() as u64;
+        match self.dp.set_config(cfg) {
+            Ok(()) if !was_on => log::warn!(
+                "spoof guard on: SYNs from untracked sources limited to {budget}/s per CPU, \
+                 handshaken clients let through; it lapses {} after the flood stops being seen",
+                humantime::format_duration(SPOOF_GUARD_HOLD)
+            ),
+            Ok(()) => {}
+            Err(e) => log::error!("spoof guard: writing the config: {e}"),
+        }
+    }
+
+    /// Track `peers` (clients that completed a handshake) so the spoof guard lets them
+    /// through.
+    fn track_peers(&mut self, peers: &[IpAddr]) {
+        let prefix = self.settings.ipv6_prefix_len;
+        let keys: Vec<SourceKey> = peers
+            .iter()
+            .map(|a| crate::bpf::source_key(*a, prefix))
+            .filter(|k| !self.tracks.contains_key(k))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        match self.dp.track(&keys) {
+            Ok(n) => log::info!("spoof guard: {n} handshaken clients let through"),
+            Err(e) => log::warn!("spoof guard: tracking handshaken clients: {e}"),
         }
     }
 

@@ -390,3 +390,61 @@ async fn a_manual_block_ends_the_grace_and_zero_disables_it() {
         "unblock_grace = 0s"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn spoof_guard_follows_a_spoofed_flood_and_lapses_after() {
+    let b = bed_with("spoof-guard", |s| s.attack.spoofed_syn_budget = 2_000);
+    b.dp.lock().expect("dp").config.guard_window_ns = 100_000_000;
+    b.guard.tick();
+    let flood = |b: &Bed| {
+        let mut dp = b.dp.lock().expect("dp");
+        dp.counters[stats::SYNS] += 50_000; // 200k SYN/s, none attributable
+        dp.counters[stats::FLOOD_GUARD] += 10_000;
+    };
+    tokio::time::advance(Duration::from_millis(250)).await;
+    flood(&b);
+    assert_eq!(b.guard.tick().attack_changed, Some(AttackState::Spoofed));
+    let on = b.dp.lock().expect("dp").config;
+    let now = crate::clock::mono_ns();
+    assert_eq!(on.spoof_budget, 200, "2,000/s as a 100 ms window's budget");
+    assert!(
+        on.spoof_until_ns > now && on.spoof_until_ns <= now + 5_000_000_000,
+        "held a few seconds ahead: {} vs now {now}",
+        on.spoof_until_ns
+    );
+    // Quiet ticks (still "spoofed" until the quiet period ends) do not push it further: the
+    // program lets it lapse by itself.
+    tokio::time::advance(Duration::from_millis(250)).await;
+    b.guard.tick();
+    assert_eq!(b.guard.attack_state(), AttackState::Spoofed);
+    assert_eq!(
+        b.dp.lock().expect("dp").config.spoof_until_ns,
+        on.spoof_until_ns
+    );
+    // Handshaken clients are tracked once; tracked ones are not written again.
+    let clients: Vec<std::net::IpAddr> = vec![
+        "198.51.100.7".parse().expect("addr"),
+        "2001:db8::1".parse().expect("addr"),
+    ];
+    b.guard.track_clients(&clients);
+    b.guard.track_clients(&clients);
+    assert_eq!(b.dp.lock().expect("dp").sources.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_spoof_guard_without_a_budget() {
+    let b = bed("spoof-off");
+    b.guard.tick();
+    tokio::time::advance(Duration::from_millis(250)).await;
+    {
+        let mut dp = b.dp.lock().expect("dp");
+        dp.counters[stats::SYNS] += 50_000;
+        dp.counters[stats::DROP_UNVERIFIED] += 10_000;
+    }
+    assert_eq!(
+        b.guard.tick().attack_changed,
+        Some(AttackState::Spoofed),
+        "unverified drops count as new sources"
+    );
+    assert_eq!(b.dp.lock().expect("dp").config.spoof_until_ns, 0);
+}

@@ -32,6 +32,9 @@ pub trait Dataplane: Send {
     fn config(&self) -> GuardConfig;
     fn set_config(&mut self, cfg: GuardConfig) -> Result<(), BpfError>;
     fn set_ports(&mut self, ports: &[u16]) -> Result<(), BpfError>;
+    /// Start tracking sources that completed a handshake (the spoof guard lets tracked
+    /// sources through); already tracked ones are left alone. Returns how many were new.
+    fn track(&mut self, keys: &[SourceKey]) -> Result<usize, BpfError>;
 }
 
 impl Dataplane for Datapath {
@@ -61,6 +64,9 @@ impl Dataplane for Datapath {
     }
     fn set_ports(&mut self, ports: &[u16]) -> Result<(), BpfError> {
         Datapath::set_ports(self, ports)
+    }
+    fn track(&mut self, keys: &[SourceKey]) -> Result<usize, BpfError> {
+        Datapath::track(self, keys)
     }
 }
 
@@ -135,6 +141,13 @@ impl Dataplane for MemoryDataplane {
         self.ports = ports.to_vec();
         Ok(())
     }
+    fn track(&mut self, keys: &[SourceKey]) -> Result<usize, BpfError> {
+        let before = self.sources.len();
+        for key in keys {
+            self.sources.entry(*key).or_default();
+        }
+        Ok(self.sources.len() - before)
+    }
 }
 
 /// TTL of a block for a source with `offences` earlier offences:
@@ -204,6 +217,9 @@ impl Dataplane for std::sync::Arc<std::sync::Mutex<MemoryDataplane>> {
     }
     fn set_ports(&mut self, ports: &[u16]) -> Result<(), BpfError> {
         self.lock().expect("test dataplane").set_ports(ports)
+    }
+    fn track(&mut self, keys: &[SourceKey]) -> Result<usize, BpfError> {
+        self.lock().expect("test dataplane").track(keys)
     }
 }
 

@@ -30,13 +30,16 @@ pub const API_LISTEN: &str = "127.0.0.1:9180";
 pub struct Thresholds {
     pub rate: u32,
     pub burst: u32,
+    /// `attack.spoofed_syn_budget` (0: the spoof guard off, the shipped default).
+    pub spoofed_syn_budget: u32,
 }
 
 impl Thresholds {
-    /// The shipped defaults (configs/xdp-guard.toml): 100 SYN/s, burst 200.
+    /// The shipped defaults (configs/xdp-guard.toml): 100 SYN/s, burst 200, no spoof guard.
     pub const DEFAULT: Thresholds = Thresholds {
         rate: 100,
         burst: 200,
+        spoofed_syn_budget: 0,
     };
 }
 
@@ -55,6 +58,8 @@ pub fn config_text(iface: &str, dir: &Path, th: Thresholds) -> String {
          [syn]\n\
          rate = {rate}\n\
          burst = {burst}\n\
+         [attack]\n\
+         spoofed_syn_budget = {budget}\n\
          [api]\n\
          listen = \"{API_LISTEN}\"\n\
          token_file = \"{token}\"\n\
@@ -64,6 +69,7 @@ pub fn config_text(iface: &str, dir: &Path, th: Thresholds) -> String {
         token = dir.join("api.token").display(),
         rate = th.rate,
         burst = th.burst,
+        budget = th.spoofed_syn_budget,
     )
 }
 
@@ -355,9 +361,12 @@ pub fn pinned_stats(iface: &str) -> Result<[u64; stats::COUNT], E2eError> {
 
 /// Packets the program dropped, by the API's counter names.
 pub fn dropped(stats: &Stats) -> u64 {
-    ["dropped_blocklist", "dropped_rate", "dropped_malformed"]
+    xdp_guard_common::stats::DROPS
         .iter()
-        .map(|k| stats.counters.get(*k).copied().unwrap_or(0))
+        .map(|i| {
+            let name = xdp_guard_common::stats::NAMES[*i];
+            stats.counters.get(name).copied().unwrap_or(0)
+        })
         .sum()
 }
 

@@ -45,6 +45,7 @@ pub const PACKETS_PER_SEC_BOUND: u64 = 2_000_000;
 pub const HEAVY: Thresholds = Thresholds {
     rate: 20_000,
     burst: 20_000,
+    spoofed_syn_budget: 0,
 };
 pub const AB_CONCURRENCY: u32 = 50;
 pub const AB_REQUESTS: u32 = 15_000;
@@ -197,7 +198,7 @@ fn notes(flood_secs: u64) -> Vec<String> {
         ),
         "KERNEL SYNS: SYNs to port 80 that reached srv's IP stack (an nftables counter on the \
          input hook, behind XDP). XDP DROPS: dropped_blocklist + dropped_rate + \
-         dropped_malformed (API /v1/stats; scenario 5: the pinned STATS map). TO BLOCK: the \
+         dropped_malformed + dropped_unverified (API /v1/stats; scenario 5: the pinned STATS map). TO BLOCK: the \
          block's created_at_ms minus the wall clock just before trafgen started (scenario 2: \
          the last of 250)."
             .to_string(),

@@ -180,6 +180,31 @@ impl SockDiag {
     }
 }
 
+/// States a socket reaches only after the three-way handshake: its peer answered our
+/// SYN-ACK, so its address is not spoofed.
+pub const HANDSHAKEN: [TcpState; 7] = [
+    TcpState::Established,
+    TcpState::FinWait1,
+    TcpState::FinWait2,
+    TcpState::TimeWait,
+    TcpState::CloseWait,
+    TcpState::LastAck,
+    TcpState::Closing,
+];
+
+/// Remote addresses of the sockets past the handshake whose local port is in `ports` (every
+/// port when it is empty), each once. TIME_WAIT keeps a closed connection's peer for 60 s,
+/// so this also names the clients of the last minute.
+pub fn handshaken_peers(ports: &[u16]) -> Result<Vec<IpAddr>, TcpStateError> {
+    let mut peers = std::collections::HashSet::new();
+    SockDiag::open()?.for_each(StateSet::of(&HANDSHAKEN), |r| {
+        if ports.is_empty() || ports.contains(&r.local.port()) {
+            peers.insert(r.remote.ip().to_canonical());
+        }
+    })?;
+    Ok(peers.into_iter().collect())
+}
+
 /// One snapshot on a fresh socket. Callers that poll should keep a [`SockDiag`] and call
 /// [`SockDiag::snapshot`] instead.
 pub fn snapshot(filter: &Filter) -> Result<Snapshot, TcpStateError> {

@@ -109,6 +109,17 @@ impl Harness {
         self.tables.blocks.retain(|(p, _)| *p != prefix(net));
     }
 
+    /// Track `addr` as the daemon does for a handshaken client (a fresh bucket), in both.
+    pub fn track(&mut self, addr: IpAddr) {
+        let key = xdp_guard::bpf::source_key(addr, self.tables.config.ipv6_prefix_len);
+        assert_eq!(self.dp.track(&[key]).expect("track"), 1, "newly tracked");
+        assert_eq!(self.dp.track(&[key]).expect("track"), 0, "already tracked");
+        self.state.sources.insert(
+            key,
+            xdp_guard_common::rate::admitted(clock::mono_ns(), 1, &self.tables.config),
+        );
+    }
+
     /// One frame through the kernel program; returns its action and the stats it bumped.
     pub fn run_kernel(&mut self, frame: &[u8]) -> (u32, [u64; COUNT]) {
         let before = self.dp.stats().expect("stats");
