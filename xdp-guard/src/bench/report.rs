@@ -757,7 +757,7 @@ fn placement_markdown(
 
 fn spoofed_markdown(main: &[Measurement], parts: &[Measurement], opts: &Options) -> String {
     let mut s = format!(
-        "\n### xdp-guard's SYN path under the spoofed flood, part by part\n\nThe random-source flood without a drop rule (last table above), with xdp-guard native switched part by part ({} floods each, {} windows). Every SYN is passed to the kernel in all of these, so the rate is the receiver's whole cost per SYN: XDP plus the TCP stack (listener, syncookies). Differences between rows are what the switched-off part costs per SYN.\n\n| receiver | handled (Mpps) | µs per SYN | + µs vs accounting off |\n|---|---:|---:|---:|\n",
+        "\n### xdp-guard's SYN path under the spoofed flood, part by part\n\nThe random-source flood without a drop rule (last table above), with xdp-guard native switched part by part ({} floods each, {} windows). Every SYN is passed to the kernel in all of these but the spoof guard row, so the rate is the receiver's whole cost per SYN: XDP plus the TCP stack (listener, syncookies). Differences between rows are what the switched-off part costs per SYN. The spoof guard row is what the daemon switches on while it sees a spoofed flood (`attack.spoofed_syn_budget`): all but 2,000 SYN/s per CPU are dropped in XDP, so its rate is mostly the cost of a drop.\n\n| receiver | handled (Mpps) | µs per SYN | + µs vs accounting off |\n|---|---:|---:|---:|\n",
         opts.placement_passes, opts.throughput.windows
     );
     let off = parts
@@ -901,7 +901,7 @@ fn throughput_goals(ms: &[Measurement]) -> Vec<Goal> {
         h(Filter::XdpGuardNative, Scenario::SpoofedPerSource),
         h(Filter::Nftables, Scenario::SpoofedPerSource),
         format!(
-            "Nothing is dropped by either ({spoofed_dropped:.2} Mpps by xdp-guard): no spoofed source reaches its limit, and xdp-guard passes the SYNs of sources below it (never-seen sources go to the sketch, then PASS), so the kernel stack behind it takes the whole flood. With no filter at all the server took {:.2} Mpps: xdp-guard's per-source path adds to the stack's cost per spoofed SYN instead of removing it (section 3, part by part).",
+            "Nothing is dropped by either ({spoofed_dropped:.2} Mpps by xdp-guard): no spoofed source reaches its limit, and xdp-guard passes the SYNs of sources below it (never-seen sources go to the sketch, then PASS), so the kernel stack behind it takes the whole flood. With no filter at all the server took {:.2} Mpps: xdp-guard's per-source path adds to the stack's cost per spoofed SYN instead of removing it. The spoof guard, which the daemon switches on while it sees a spoofed flood when `attack.spoofed_syn_budget` is set, drops all but that budget in XDP instead (section 3, part by part).",
             h(Filter::NoFilter, Scenario::SpoofedPerSource).map_or(f64::NAN, |s| s.median)
         ),
     );

@@ -61,17 +61,32 @@ pub enum GuardVariant {
     SketchOnly,
     /// `guard_max_new` 0: the sketch admits, the flood guard refuses every admission.
     GuardRefusesAll,
+    /// The spoof guard on for the whole flood at [`SPOOF_BUDGET`] untracked SYNs per second
+    /// per CPU: the rest of the flood is dropped in XDP.
+    SpoofGuard,
 }
 
+/// The spoof guard's budget in the benchmark (`attack.spoofed_syn_budget`, per CPU).
+pub const SPOOF_BUDGET: u32 = 2_000;
+
 impl GuardVariant {
-    pub const ALL: [GuardVariant; 3] =
-        [Self::AccountingOff, Self::SketchOnly, Self::GuardRefusesAll];
+    pub const ALL: [GuardVariant; 4] = [
+        Self::AccountingOff,
+        Self::SketchOnly,
+        Self::GuardRefusesAll,
+        Self::SpoofGuard,
+    ];
 
     fn apply(self, cfg: &mut xdp_guard_common::config::GuardConfig) {
         match self {
             Self::AccountingOff => cfg.syn_interval_ns = 0,
             Self::SketchOnly => cfg.sketch_admit = u32::MAX,
             Self::GuardRefusesAll => cfg.guard_max_new = 0,
+            Self::SpoofGuard => {
+                cfg.spoof_budget =
+                    crate::controller::spoof_budget_per_window(SPOOF_BUDGET, cfg.guard_window_ns);
+                cfg.spoof_until_ns = u64::MAX;
+            }
         }
     }
 }
@@ -93,6 +108,9 @@ impl Filter {
             }
             Self::XdpGuardVariant(GuardVariant::GuardRefusesAll) => {
                 "xdp-guard native, flood guard refuses every admission"
+            }
+            Self::XdpGuardVariant(GuardVariant::SpoofGuard) => {
+                "xdp-guard native, spoof guard on (2,000 untracked SYN/s per CPU pass, the rest dropped)"
             }
         }
     }
@@ -176,6 +194,8 @@ impl Scenario {
                     GuardVariant::AccountingOff => "syn_interval_ns = 0",
                     GuardVariant::SketchOnly => "sketch_admit = u32::MAX",
                     GuardVariant::GuardRefusesAll => "guard_max_new = 0",
+                    GuardVariant::SpoofGuard =>
+                        "spoof_until_ns = u64::MAX, spoof_budget = 200 per 100 ms window",
                 }
             ),
             (Filter::XdpGuardNative | Filter::XdpGuardGeneric, true) => {

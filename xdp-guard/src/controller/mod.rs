@@ -16,7 +16,9 @@ use xdp_guard_common::{
     stats::{self, COUNT},
 };
 
-pub use self::guard::{Guard, GuardError, Offender, Settings, StatsSnapshot, TickReport};
+pub use self::guard::{
+    Guard, GuardError, Offender, Settings, StatsSnapshot, TickReport, spoof_budget_per_window,
+};
 use crate::bpf::{BpfError, Datapath, SourceTotals};
 
 /// What the controller needs from the kernel side.
