@@ -867,6 +867,7 @@ async fn metrics_are_valid_exposition_and_match_the_counters() {
         sample(&samples, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?}\n{text}"))
     };
     assert_eq!(one("xdp_guard_syns_total", &[]), 777.0);
+    assert_eq!(one("xdp_guard_spoof_guard", &[]), 0.0);
     assert_eq!(one("xdp_guard_events_total", &[("kind", "sent")]), 12.0);
     assert_eq!(
         one("xdp_guard_events_total", &[("kind", "suppressed")]),

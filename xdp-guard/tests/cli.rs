@@ -461,6 +461,8 @@ async fn stats_parse_and_read_as_key_value_lines() {
         "mode:             enforcing (over-limit SYNs are dropped)"
     );
     assert_eq!(lines[3], "attack state:     none");
+    assert_eq!(lines[4], "spoof guard:      off");
+    assert!(!stats.spoof_guard);
     assert!(lines.contains(&"packets/s:        0.0"), "{text}");
     assert!(lines.contains(&"blocklist:        1 entry"), "{text}");
     assert!(lines.contains(&"counters:"), "{text}");

@@ -112,6 +112,12 @@ pub fn render(s: &StatsSnapshot) -> String {
         );
     }
     out.family(
+        "xdp_guard_spoof_guard",
+        "gauge",
+        "1 while the spoof guard limits SYNs from untracked sources (attack.spoofed_syn_budget).",
+    );
+    out.sample("xdp_guard_spoof_guard", &[], u64::from(s.spoof_guard));
+    out.family(
         "xdp_guard_sysctl_profile",
         "gauge",
         "Sysctl profile in force: 1 for the current profile, 0 for the others.",

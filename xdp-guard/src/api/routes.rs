@@ -574,6 +574,7 @@ fn schemas() -> Value {
             "allowlist_size": { "type": "integer", "minimum": 0 },
             "tracked_sources": { "type": "integer", "minimum": 0 },
             "attack_state": { "type": "string", "enum": ["none", "per_source", "spoofed"] },
+            "spoof_guard": { "type": "boolean" },
             "sysctl_profile": { "type": "string", "enum": ["unchanged", "under_attack"] },
             "syn_recv": { "type": "integer", "minimum": 0 },
             "tick_duration_ms": { "type": "number" },

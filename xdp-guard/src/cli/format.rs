@@ -160,6 +160,15 @@ pub fn stats_report(s: &Stats) -> String {
         ("xdp mode", s.xdp_mode.clone()),
         ("mode", enforce.to_owned()),
         ("attack state", s.attack_state.as_str().to_owned()),
+        (
+            "spoof guard",
+            if s.spoof_guard {
+                "on (SYNs from untracked sources limited)"
+            } else {
+                "off"
+            }
+            .to_owned(),
+        ),
         ("sysctl profile", s.sysctl_profile.clone()),
         (
             "uptime",

@@ -561,6 +561,7 @@ fn stats() -> Stats {
         allowlist_size: 2,
         tracked_sources: 17,
         attack_state: AttackState::Spoofed,
+        spoof_guard: true,
         sysctl_profile: "under_attack".into(),
         syn_recv: 300,
         tick_duration_ms: 0.4242,
@@ -577,6 +578,7 @@ interface:        eth0
 xdp mode:         generic
 mode:             monitor only (would-be drops are counted, nothing is dropped)
 attack state:     spoofed
+spoof guard:      on (SYNs from untracked sources limited)
 sysctl profile:   under_attack
 uptime:           1h 2m 3s
 packets/s:        1235

@@ -149,7 +149,14 @@ pub fn build_view(
             (
                 "attack",
                 stats
-                    .map(|s| s.attack_state.as_str().to_owned())
+                    .map(|s| {
+                        let state = s.attack_state.as_str();
+                        if s.spoof_guard {
+                            format!("{state} (spoof guard on)")
+                        } else {
+                            state.to_owned()
+                        }
+                    })
                     .unwrap_or_else(dash),
             ),
             (
@@ -715,6 +722,7 @@ mod tests {
             allowlist_size: 1,
             tracked_sources: 57,
             attack_state: AttackState::PerSource,
+            spoof_guard: false,
             sysctl_profile: "under_attack".into(),
             syn_recv: 12,
             tick_duration_ms: 0.4,
@@ -804,6 +812,22 @@ mod tests {
         );
         // Only the last `width` samples; junk values count as zero.
         assert_eq!(sparkline(&[100.0, f32::NAN, -1.0, 2.0], 3), "▁▁█");
+    }
+
+    #[test]
+    fn header_says_when_the_spoof_guard_is_on() {
+        let guarded = Stats {
+            attack_state: AttackState::Spoofed,
+            spoof_guard: true,
+            ..stats()
+        };
+        let text = render_text(&build_view(Some(&guarded), &[], SortKey::Rate, 10, NOW));
+        assert!(
+            text.lines()
+                .next()
+                .is_some_and(|l| l.contains("attack: spoofed (spoof guard on)")),
+            "{text}"
+        );
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Stats {
     pub allowlist_size: usize,
     pub tracked_sources: usize,
     pub attack_state: AttackState,
+    /// The spoof guard limits SYNs from untracked sources (absent from older daemons).
+    #[serde(default)]
+    pub spoof_guard: bool,
     pub sysctl_profile: String,
     pub syn_recv: u64,
     pub tick_duration_ms: f64,

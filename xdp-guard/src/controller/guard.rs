@@ -225,6 +225,8 @@ pub struct StatsSnapshot {
     pub allowlist_size: usize,
     pub tracked_sources: usize,
     pub attack_state: AttackState,
+    /// The program's spoof guard is on (untracked sources limited to their budget).
+    pub spoof_guard: bool,
     pub sysctl_profile: &'static str,
     pub syn_recv: u64,
     pub tick_duration_ms: f64,
@@ -530,6 +532,7 @@ impl Guard {
             allowlist_size: core.allows.len(),
             tracked_sources: core.tracks.len(),
             attack_state: core.attack,
+            spoof_guard: core.dp.config().spoof_guard(clock::mono_ns()),
             sysctl_profile: if core.sysctl_tuned {
                 "under_attack"
             } else {

@@ -407,6 +407,7 @@ async fn spoof_guard_follows_a_spoofed_flood_and_lapses_after() {
     let on = b.dp.lock().expect("dp").config;
     let now = crate::clock::mono_ns();
     assert_eq!(on.spoof_budget, 200, "2,000/s as a 100 ms window's budget");
+    assert!(b.guard.stats().spoof_guard, "reported by /v1/stats");
     assert!(
         on.spoof_until_ns > now && on.spoof_until_ns <= now + 5_000_000_000,
         "held a few seconds ahead: {} vs now {now}",
@@ -447,4 +448,5 @@ async fn no_spoof_guard_without_a_budget() {
         "unverified drops count as new sources"
     );
     assert_eq!(b.dp.lock().expect("dp").config.spoof_until_ns, 0);
+    assert!(!b.guard.stats().spoof_guard);
 }
