@@ -128,27 +128,30 @@ fn roll_window(s: &mut CpuState, now_ns: u64, cfg: &GuardConfig) {
     }
 }
 
+/// Spend one unit of a per-window budget: `false` (and nothing spent) once `used` reached
+/// `budget`.
+#[inline(always)]
+fn spend(used: &mut u32, budget: u32) -> bool {
+    if *used >= budget {
+        return false;
+    }
+    *used += 1;
+    true
+}
+
 /// With the spoof guard on: may one more SYN from an untracked source pass on this CPU now?
 /// Counts it when it may.
 #[inline(always)]
 pub fn spoof_admit(s: &mut CpuState, now_ns: u64, cfg: &GuardConfig) -> bool {
     roll_window(s, now_ns, cfg);
-    if s.unverified >= cfg.spoof_budget {
-        return false;
-    }
-    s.unverified += 1;
-    true
+    spend(&mut s.unverified, cfg.spoof_budget)
 }
 
 /// May one more source be admitted into the LRU on this CPU now? Counts the admission.
 #[inline(always)]
 pub fn guard_admit(s: &mut CpuState, now_ns: u64, cfg: &GuardConfig) -> bool {
     roll_window(s, now_ns, cfg);
-    if s.new_sources >= cfg.guard_max_new {
-        return false;
-    }
-    s.new_sources += 1;
-    true
+    spend(&mut s.new_sources, cfg.guard_max_new)
 }
 
 /// Should an over-limit event be sent for this source now? Counts it against the source's
@@ -159,10 +162,9 @@ pub fn event_due(c: &mut SynCounter, s: &mut CpuState, now_ns: u64, cfg: &GuardC
         return EventDue::No;
     }
     roll_window(s, now_ns, cfg);
-    if s.events >= cfg.event_budget {
+    if !spend(&mut s.events, cfg.event_budget) {
         return EventDue::Suppressed;
     }
-    s.events += 1;
     c.last_event_ns = now_ns;
     EventDue::Send
 }
