@@ -963,9 +963,10 @@ impl Core {
             }
         }
         let mut cfg = self.dp.config();
-        let was_on = cfg.spoof_guard(clock::mono_ns());
+        let now_ns = clock::mono_ns();
+        let was_on = cfg.spoof_guard(now_ns);
         cfg.spoof_budget = spoof_budget_per_window(budget, cfg.guard_window_ns);
-        cfg.spoof_until_ns = clock::mono_ns() + SPOOF_GUARD_HOLD.as_nanos() as u64;
+        cfg.spoof_until_ns = now_ns + SPOOF_GUARD_HOLD.as_nanos() as u64;
         match self.dp.set_config(cfg) {
             Ok(()) if !was_on => log::warn!(
                 "spoof guard on: SYNs from untracked sources limited to {budget}/s per CPU, \
