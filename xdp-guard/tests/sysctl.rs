@@ -9,6 +9,8 @@
 //! way; on Linux 6.x that is every key of the table except `net.core.rmem_max` and
 //! `net.core.wmem_max`, which are read-only outside the initial namespace (test 2 uses that).
 
+mod support;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs, io,
@@ -21,20 +23,9 @@ use xdp_guard::sysctl::{
     self, Profile, SETTINGS, Scope, Status, SysctlError, TCP_TW_RECYCLE, normalize,
 };
 
-const ROOT: &str = "/proc/sys";
+use support::require_root;
 
-/// The same opt-out as the other privileged tests: fail without root unless told to skip.
-fn require_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var_os("XDP_GUARD_SKIP_PRIVILEGED").is_some() {
-        eprintln!("skipping: not root and XDP_GUARD_SKIP_PRIVILEGED is set");
-        return false;
-    }
-    panic!("this test needs root (run `cargo xtask test`), or set XDP_GUARD_SKIP_PRIVILEGED=1");
-}
+const ROOT: &str = "/proc/sys";
 
 fn init_log() {
     let _ = env_logger::builder().is_test(true).try_init();
