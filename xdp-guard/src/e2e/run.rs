@@ -85,6 +85,19 @@ pub(super) struct Ctx {
     pub(super) report: Report,
 }
 
+impl Ctx {
+    /// The bed up in `dir`, and an empty report.
+    fn new(dir: &Path, bin: &Path, flood_secs: u64) -> Result<Ctx, E2eError> {
+        Ok(Ctx {
+            bed: Bed::new(dir)?,
+            bin: bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+            flood_secs,
+            report: Report::default(),
+        })
+    }
+}
+
 pub(super) fn say(msg: impl AsRef<str>) {
     eprintln!("e2e: {}", msg.as_ref());
 }
@@ -96,13 +109,7 @@ pub fn run(opts: &Options) -> Result<Report, E2eError> {
     let dir = work_dir(opts.work_dir.as_deref())?;
     say(format!("work directory {}", dir.display()));
     let _spinners = Spinners::start();
-    let mut ctx = Ctx {
-        bed: Bed::new(&dir)?,
-        bin: opts.xdp_guard.clone(),
-        dir: dir.clone(),
-        flood_secs: opts.flood_secs,
-        report: Report::default(),
-    };
+    let mut ctx = Ctx::new(&dir, &opts.xdp_guard, opts.flood_secs)?;
     say(format!(
         "test bed up: srv {} ({}), legit {}, atk {}; Apache answering",
         ctx.bed.srv().ns.name(),
@@ -513,13 +520,7 @@ pub fn demo(opts: &DemoOptions) -> Result<Report, E2eError> {
         "xdp-guard demo: Apache in one network namespace, a SYN flood from a second, \
          well-behaved clients in a third.\n"
     );
-    let mut ctx = Ctx {
-        bed: Bed::new(&dir)?,
-        bin: opts.xdp_guard.clone(),
-        dir: dir.clone(),
-        flood_secs: opts.flood_secs,
-        report: Report::default(),
-    };
+    let mut ctx = Ctx::new(&dir, &opts.xdp_guard, opts.flood_secs)?;
     println!(
         "test bed: srv {SRV_ADDR} (Apache, namespace {}), legit 198.18.1.1-8 ({} requests/s \
          each), atk {ATK_ADDR} (trafgen, at most {} s)\n",
