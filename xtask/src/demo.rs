@@ -11,18 +11,14 @@ use crate::{cmd, e2e};
 
 #[derive(Args)]
 pub struct Options {
-    /// Do not run `cargo xtask setup` first.
-    #[arg(long)]
-    skip_setup: bool,
-    /// Build and run the release profile (default: dev, which builds faster).
-    #[arg(long)]
-    release: bool,
+    #[command(flatten)]
+    build: e2e::Build,
     /// Time bound of each flood, in seconds.
     #[arg(long, default_value_t = 5)]
     flood_secs: u64,
 }
 
 pub fn run(options: Options) -> anyhow::Result<()> {
-    let bin = e2e::prepare(options.skip_setup, options.release)?;
+    let bin = e2e::prepare(&options.build)?;
     cmd::run(Command::new(bin).args(["--demo", "--flood-secs", &options.flood_secs.to_string()]))
 }

@@ -10,25 +10,38 @@ use crate::{cmd, setup};
 
 #[derive(Args)]
 pub struct Options {
-    /// Do not run `cargo xtask setup` first.
-    #[arg(long)]
-    skip_setup: bool,
-    /// Build and run the release profile (default: dev, as `cargo xtask test` runs it).
-    #[arg(long)]
-    release: bool,
+    #[command(flatten)]
+    build: Build,
     /// Passed on to xdp-guard-e2e, e.g. `cargo xtask e2e -- --scenario 1 --keep`.
     #[arg(last = true)]
     e2e_args: Vec<String>,
 }
 
+/// How `cargo xtask e2e` and `cargo xtask demo` prepare the bed's binaries.
+#[derive(Args)]
+pub struct Build {
+    /// Do not run `cargo xtask setup` first.
+    #[arg(long)]
+    skip_setup: bool,
+    /// Build and run the release profile (default: dev, which builds faster and is what
+    /// `cargo xtask test` runs).
+    #[arg(long)]
+    release: bool,
+}
+
 pub fn run(options: Options) -> anyhow::Result<()> {
-    let bin = prepare(options.skip_setup, options.release)?;
+    let bin = prepare(&options.build)?;
     cmd::run(Command::new(bin).args(&options.e2e_args))
 }
 
 /// Setup (unless skipped), a root check, and a build of `xdp-guard` and `xdp-guard-e2e`;
 /// returns the path of `xdp-guard-e2e` (which finds `xdp-guard` beside it).
-pub fn prepare(skip_setup: bool, release: bool) -> anyhow::Result<PathBuf> {
+pub fn prepare(
+    &Build {
+        skip_setup,
+        release,
+    }: &Build,
+) -> anyhow::Result<PathBuf> {
     if !skip_setup {
         setup::run(setup::Options {})?;
     }
