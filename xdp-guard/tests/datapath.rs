@@ -662,10 +662,18 @@ fn batched_and_key_by_key_reads_agree() {
     }
     let mut a = h.dp.sources().expect("key by key");
     let mut b = h.dp.sources_batched().expect("batched");
+    // The controller's reader: the same maps through duplicated fds.
+    let maps =
+        h.dp.counter_maps()
+            .expect("second handle on the counter maps");
+    let mut c = maps.sources().expect("batched, through the second handle");
     a.sort_by_key(|(k, _)| *k);
     b.sort_by_key(|(k, _)| *k);
+    c.sort_by_key(|(k, _)| *k);
     assert_eq!(a.len(), 5000);
     assert_eq!(a, b);
+    assert_eq!(a, c);
+    assert_eq!(maps.stats().expect("stats"), h.dp.stats().expect("stats"));
     // The sketch may over-count an admitted source (count-min collisions), never under-count.
     for (k, t) in &b {
         let i = u32::from_be_bytes([k.addr[12], k.addr[13], k.addr[14], k.addr[15]]) - 0x0a65_0000;

@@ -7,7 +7,12 @@
 mod guard;
 pub use guard::{AttackThresholds, loopback, parse_cidr};
 
-use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::{Arc, Mutex, mpsc},
+    time::Duration,
+};
 
 use ipnet::IpNet;
 use xdp_guard_common::{
@@ -19,7 +24,7 @@ use xdp_guard_common::{
 pub use self::guard::{
     Guard, GuardError, Offender, Settings, StatsSnapshot, TickReport, spoof_budget_per_window,
 };
-use crate::bpf::{BpfError, Datapath, SourceTotals};
+use crate::bpf::{BpfError, CounterMaps, Datapath, SourceTotals};
 
 /// What the controller needs from the kernel side.
 pub trait Dataplane: Send {
@@ -37,6 +42,28 @@ pub trait Dataplane: Send {
     /// Start tracking sources that completed a handshake (the spoof guard lets tracked
     /// sources through); already tracked ones are left alone. Returns how many were new.
     fn track(&mut self, keys: &[SourceKey]) -> Result<usize, BpfError>;
+    /// A reader of the same counters that works without this dataplane, so a tick reads
+    /// them before it takes the guard's lock. `None`: ticks read through the dataplane,
+    /// under the lock.
+    fn reader(&self) -> Option<Arc<dyn CounterReader>> {
+        None
+    }
+}
+
+/// The counters a tick reads: [`Dataplane::stats`] and [`Dataplane::sources`], from a handle
+/// of their own.
+pub trait CounterReader: Send + Sync {
+    fn stats(&self) -> Result<[u64; COUNT], BpfError>;
+    fn sources(&self) -> Result<Vec<(SourceKey, SourceTotals)>, BpfError>;
+}
+
+impl CounterReader for CounterMaps {
+    fn stats(&self) -> Result<[u64; COUNT], BpfError> {
+        CounterMaps::stats(self)
+    }
+    fn sources(&self) -> Result<Vec<(SourceKey, SourceTotals)>, BpfError> {
+        CounterMaps::sources(self)
+    }
 }
 
 impl Dataplane for Datapath {
@@ -70,6 +97,15 @@ impl Dataplane for Datapath {
     fn track(&mut self, keys: &[SourceKey]) -> Result<usize, BpfError> {
         Datapath::track(self, keys)
     }
+    fn reader(&self) -> Option<Arc<dyn CounterReader>> {
+        match self.counter_maps() {
+            Ok(maps) => Some(Arc::new(maps)),
+            Err(e) => {
+                log::warn!("no second handle on the counter maps ({e}): ticks read under the lock");
+                None
+            }
+        }
+    }
 }
 
 /// An in-memory dataplane: what API and controller tests use without root. Tests feed it
@@ -84,6 +120,9 @@ pub struct MemoryDataplane {
     pub ports: Vec<u16>,
     /// Blocklist capacity, to exercise the "full" error.
     pub capacity: usize,
+    /// When set, [`Dataplane::sources`] announces itself on the sender, then waits for the
+    /// receiver: a test holds a tick in the middle of its read.
+    pub pause_reads: Option<(mpsc::SyncSender<()>, mpsc::Receiver<()>)>,
 }
 
 impl MemoryDataplane {
@@ -130,6 +169,10 @@ impl Dataplane for MemoryDataplane {
         Ok(self.counters)
     }
     fn sources(&self) -> Result<Vec<(SourceKey, SourceTotals)>, BpfError> {
+        if let Some((reading, resume)) = &self.pause_reads {
+            let _ = reading.send(());
+            let _ = resume.recv();
+        }
         Ok(self.sources.iter().map(|(k, v)| (*k, *v)).collect())
     }
     fn config(&self) -> GuardConfig {
@@ -189,40 +232,56 @@ mod tests {
     }
 }
 
-/// A [`MemoryDataplane`] the test keeps a handle on while the guard owns the other.
-impl Dataplane for std::sync::Arc<std::sync::Mutex<MemoryDataplane>> {
+/// A dataplane the caller keeps a handle on while the guard owns the other (tests feed a
+/// [`MemoryDataplane`] through it; the benchmark shares one loaded [`Datapath`] between
+/// guards). Its reader locks the dataplane, so ticks read as they would through it.
+impl<D: Dataplane + 'static> Dataplane for Arc<Mutex<D>> {
     fn block(&mut self, net: IpNet, expires_at_ns: u64) -> Result<(), BpfError> {
-        self.lock()
-            .expect("test dataplane")
-            .block(net, expires_at_ns)
+        lock(self).block(net, expires_at_ns)
     }
     fn unblock(&mut self, net: IpNet) -> Result<bool, BpfError> {
-        self.lock().expect("test dataplane").unblock(net)
+        lock(self).unblock(net)
     }
     fn allow(&mut self, net: IpNet) -> Result<(), BpfError> {
-        self.lock().expect("test dataplane").allow(net)
+        lock(self).allow(net)
     }
     fn disallow(&mut self, net: IpNet) -> Result<bool, BpfError> {
-        self.lock().expect("test dataplane").disallow(net)
+        lock(self).disallow(net)
     }
     fn stats(&self) -> Result<[u64; COUNT], BpfError> {
-        self.lock().expect("test dataplane").stats()
+        lock(self).stats()
     }
     fn sources(&self) -> Result<Vec<(SourceKey, SourceTotals)>, BpfError> {
-        self.lock().expect("test dataplane").sources()
+        lock(self).sources()
     }
     fn config(&self) -> GuardConfig {
-        self.lock().expect("test dataplane").config()
+        lock(self).config()
     }
     fn set_config(&mut self, cfg: GuardConfig) -> Result<(), BpfError> {
-        self.lock().expect("test dataplane").set_config(cfg)
+        lock(self).set_config(cfg)
     }
     fn set_ports(&mut self, ports: &[u16]) -> Result<(), BpfError> {
-        self.lock().expect("test dataplane").set_ports(ports)
+        lock(self).set_ports(ports)
     }
     fn track(&mut self, keys: &[SourceKey]) -> Result<usize, BpfError> {
-        self.lock().expect("test dataplane").track(keys)
+        lock(self).track(keys)
     }
+    fn reader(&self) -> Option<Arc<dyn CounterReader>> {
+        Some(Arc::new(Arc::clone(self)))
+    }
+}
+
+impl<D: Dataplane + 'static> CounterReader for Arc<Mutex<D>> {
+    fn stats(&self) -> Result<[u64; COUNT], BpfError> {
+        lock(self).stats()
+    }
+    fn sources(&self) -> Result<Vec<(SourceKey, SourceTotals)>, BpfError> {
+        lock(self).sources()
+    }
+}
+
+fn lock<D>(dp: &Mutex<D>) -> std::sync::MutexGuard<'_, D> {
+    dp.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
