@@ -451,6 +451,7 @@ pub fn run(opts: &Options) -> std::io::Result<String> {
                     ),
                 )?;
                 sections += "\n![Controller aggregation](controller.svg)\n\n";
+                sections += &ticks_markdown(&c.ticks, opts.controller.tick_secs);
                 let rel = ratio(c.batched_ms.median, c.key_by_key_ms.median);
                 goals.push(Goal {
                     goal: "1M-entry aggregation: batched <= 0.3x key-by-key".into(),
@@ -969,6 +970,38 @@ fn controller_markdown(c: &controller::Report) -> String {
         c.key_by_key_ms.max,
         c.machine
     )
+}
+
+fn ticks_markdown(ticks: &[controller::TickWait], secs: f64) -> String {
+    let mut out = format!(
+        "### API calls while the controller ticks\n\nA `controller::Guard` over the loaded program, ticking on the daemon's 250 ms schedule for {secs:.0} s on CPU 1 (SCHED_FIFO), while a thread on CPU 0 calls `Guard::blocklist` (what `GET /v1/blocks` does: the guard's lock and a copy of the list) once a millisecond. The daemon's way reads the per-source map before it takes the lock; the baseline, the way before, reads it under the lock. At 1M sources a tick takes longer than 250 ms, so ticks run back to back, and under the baseline the lock is almost never free.\n\n| sources | counters read | ticks | tick ms (median) | lock held ms (median / max) | calls completed | calls over 1 ms | longest call ms | longest x baseline |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for t in ticks {
+        let base = ticks
+            .iter()
+            .find(|b| b.entries == t.entries && !b.reads_outside_lock);
+        out += &format!(
+            "| {} | {} | {} | {:.1} | {:.1} / {:.1} | {} | {} | {:.1} | {} |\n",
+            t.entries,
+            if t.reads_outside_lock {
+                "before the lock (the daemon)"
+            } else {
+                "under the lock (baseline)"
+            },
+            t.ticks,
+            t.tick_ms.median,
+            t.locked_ms.median,
+            t.locked_ms.max,
+            t.calls,
+            t.slow_calls,
+            t.longest_call_ms,
+            base.map_or("-".into(), |b| format!(
+                "{:.3}",
+                ratio(t.longest_call_ms, b.longest_call_ms)
+            )),
+        );
+    }
+    out + "\n"
 }
 
 fn api_markdown(a: &api_load::Report) -> String {
