@@ -59,7 +59,11 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 fn bed_with(tag: &str, writes_per_minute: u32, max_body_bytes: usize) -> Bed {
-    let dir = temp_dir(tag);
+    bed_in(temp_dir(tag), writes_per_minute, max_body_bytes)
+}
+
+/// A bed on the state already in `dir` (a restart).
+fn bed_in(dir: PathBuf, writes_per_minute: u32, max_body_bytes: usize) -> Bed {
     let settings = Settings::for_tests(&dir);
     let sysctl_root = settings.sysctl_root.clone();
     let dp = Arc::new(Mutex::new(MemoryDataplane::new()));
@@ -1379,11 +1383,14 @@ async fn full_blocklist_is_507() {
 
 #[tokio::test]
 async fn storage_failures_are_500_without_details() {
-    let b = bed("persistfail");
-    seed(&b);
+    let first = bed("persistfail");
+    seed(&first);
+    // A restart: the seeded state is in the snapshot, and the journal is not open.
+    let b = bed_in(first.dir.clone(), 100_000, 16_384);
     let before = b.blocks();
-    // Make the state file unwritable: a directory where the temp file must go.
-    std::fs::create_dir_all(b.dir.join("state.json.tmp")).expect("obstacle");
+    // Make the journal unwritable: a directory where it must be created.
+    std::fs::remove_file(b.dir.join("state.journal")).expect("empty journal");
+    std::fs::create_dir_all(b.dir.join("state.journal")).expect("obstacle");
     for req in [
         Req::post("/v1/blocklist", r#"{"cidr": "192.0.2.2"}"#),
         Req::delete("/v1/blocklist/192.0.2.9"),
@@ -1394,7 +1401,7 @@ async fn storage_failures_are_500_without_details() {
         assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(r.json(), json!({"error": INTERNAL_ERROR}));
         let text = r.text();
-        for secret in ["state.json", "xg-api", "os error", "directory"] {
+        for secret in ["state.j", "xg-api", "os error", "directory"] {
             assert!(!text.contains(secret), "leaks {secret}: {text}");
         }
     }

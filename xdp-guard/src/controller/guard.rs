@@ -24,7 +24,7 @@ use crate::{
     bpf::{BpfError, SourceTotals, source_net},
     clock,
     model::{AllowRecord, AttackState, BlockRecord, Offence, Origin, now_ms},
-    store::{State, Store, StoreError},
+    store::{Change, State, Store, StoreError},
 };
 
 /// Longest TTL a block request may ask for (a permanent block omits the TTL); keeps the
@@ -313,6 +313,9 @@ struct Core {
     listen_overflows: Option<u64>,
     tick_duration: Duration,
     ticks: u64,
+    /// A tick's changes are in force but missed the journal (its append failed): the next
+    /// successful save writes a whole snapshot.
+    stale: bool,
     xdp_mode: String,
     /// Wall time as the guard sees it: the wall clock at start plus tokio's monotonic time
     /// since. Immune to wall-clock steps, and paused tokio time (tests) pauses it.
@@ -375,7 +378,7 @@ impl Guard {
         // A backup on disk means a previous run tuned the sysctls and did not restore them
         // (killed): this run owns restoring them once things are quiet.
         let sysctl_tuned = settings.sysctl_auto && settings.sysctl_backup.exists();
-        let core = Core {
+        let mut core = Core {
             dp,
             store,
             settings,
@@ -394,11 +397,12 @@ impl Guard {
             listen_overflows: None,
             tick_duration: Duration::ZERO,
             ticks: 0,
+            stale: false,
             xdp_mode: xdp_mode.to_string(),
             base_wall_ms,
             base_instant,
         };
-        core.persist()?;
+        core.snapshot()?;
         Ok(Self {
             reader: core.dp.reader(),
             core: Mutex::new(core),
@@ -467,7 +471,7 @@ impl Guard {
             return Err(GuardError::NotFound(net));
         };
         core.dp.unblock(net)?;
-        if let Err(e) = core.persist() {
+        if let Err(e) = core.record(&[Change::Unblock(net)]) {
             // Not acknowledged: put it back as it was.
             let _ = core.dp.block(net, wall_ms_to_mono(prev.expires_at_ms));
             core.blocks.insert(net, prev);
@@ -503,7 +507,7 @@ impl Guard {
             other => GuardError::from(other),
         })?;
         core.allows.insert(net, record.clone());
-        if let Err(e) = core.persist() {
+        if let Err(e) = core.record(&[Change::Allow(record.clone())]) {
             core.allows.remove(&net);
             let _ = core.dp.disallow(net);
             return Err(e);
@@ -519,7 +523,7 @@ impl Guard {
             return Err(GuardError::NotFound(net));
         };
         core.dp.disallow(net)?;
-        if let Err(e) = core.persist() {
+        if let Err(e) = core.record(&[Change::Disallow(net)]) {
             let _ = core.dp.allow(net);
             core.allows.insert(net, prev);
             return Err(e);
@@ -655,7 +659,7 @@ impl Guard {
             }
         }
         core.settings = settings;
-        core.persist()?;
+        core.snapshot()?;
         Ok(())
     }
 
@@ -695,9 +699,10 @@ impl Guard {
         if let Err(e) = core.evaluate(reading, &mut report) {
             log::warn!("controller tick: {e}");
         }
-        if (!report.expired.is_empty() || !report.blocked.is_empty())
-            && let Err(e) = core.persist()
-        {
+        let changes = core.tick_changes(&report);
+        if let Err(e) = core.record(&changes) {
+            // In force, not durable yet: the next change that saves writes a whole snapshot.
+            core.stale = true;
             log::error!("saving state after a tick: {e}");
         }
         core.ticks += 1;
@@ -732,7 +737,8 @@ impl Core {
                 .as_millis() as u64
     }
 
-    fn persist(&self) -> Result<(), GuardError> {
+    /// Write the whole state as a new snapshot (start, reload, and journal compaction).
+    fn snapshot(&mut self) -> Result<(), GuardError> {
         let state = State {
             format: crate::store::STATE_FORMAT,
             blocks: self.blocks.values().cloned().collect(),
@@ -740,6 +746,21 @@ impl Core {
             offences: self.offences.clone(),
         };
         self.store.save(&state)?;
+        Ok(())
+    }
+
+    /// Make `changes` durable (one journal append); an error means they are not, and the
+    /// caller rolls back. Folding the journal into a new snapshot, when due, is not part of
+    /// the change: if it fails the change stands, and the next change tries again.
+    fn record(&mut self, changes: &[Change]) -> Result<(), GuardError> {
+        self.store.append(changes)?;
+        if self.stale || self.store.wants_compaction() {
+            let lines = self.store.journal_lines();
+            match self.snapshot() {
+                Ok(()) => self.stale = false,
+                Err(e) => log::warn!("folding {lines} journal lines into a new snapshot: {e}"),
+            }
+        }
         Ok(())
     }
 
@@ -776,13 +797,28 @@ impl Core {
         Ok(())
     }
 
+    /// What a tick changed in the durable state: lapsed blocks, then new blocks with their
+    /// offence counts.
+    fn tick_changes(&self, report: &TickReport) -> Vec<Change> {
+        let mut changes: Vec<Change> = report.expired.iter().map(|n| Change::Unblock(*n)).collect();
+        for net in &report.blocked {
+            if let Some(b) = self.blocks.get(net) {
+                changes.push(Change::Block(b.clone()));
+            }
+            if let Some(o) = self.offences.get(net) {
+                changes.push(Change::Offence(*net, *o));
+            }
+        }
+        changes
+    }
+
     /// Kernel first, then durable state; if saving fails, the kernel goes back to what it was.
     fn insert_block(&mut self, record: BlockRecord) -> Result<(), GuardError> {
         let net = record.cidr;
         let prev = self.blocks.get(&net).cloned();
         self.dp.block(net, wall_ms_to_mono(record.expires_at_ms))?;
-        self.blocks.insert(net, record);
-        if let Err(e) = self.persist() {
+        self.blocks.insert(net, record.clone());
+        if let Err(e) = self.record(&[Change::Block(record)]) {
             match prev {
                 Some(p) => {
                     let _ = self.dp.block(net, wall_ms_to_mono(p.expires_at_ms));

@@ -168,8 +168,22 @@ fn block_unblock_persist_and_survive_a_restart() {
 fn a_failed_save_rolls_the_kernel_back() {
     let b = bed("rollback");
     b.guard.block("192.0.2.1", None, None).expect("block");
-    // Make the state file unwritable: a directory where the temp file must go.
-    std::fs::create_dir_all(b.dir.join("state.json.tmp")).expect("obstacle");
+    // A restart: the snapshot now holds the block, and the journal is not open.
+    let dp = Arc::new(Mutex::new(MemoryDataplane::new()));
+    let b = Bed {
+        guard: Guard::new(
+            Box::new(dp.clone()),
+            Store::new(b.dir.join("state.json")),
+            Settings::for_tests(&b.dir),
+            "native",
+        )
+        .expect("restart"),
+        dp,
+        dir: b.dir.clone(),
+    };
+    // Make the journal unwritable: a directory where it must be created.
+    std::fs::remove_file(b.dir.join("state.journal")).expect("empty journal");
+    std::fs::create_dir_all(b.dir.join("state.journal")).expect("obstacle");
     let e = b
         .guard
         .block("192.0.2.2", None, None)
@@ -521,4 +535,43 @@ async fn offenders_are_the_top_of_the_full_ranking() {
             "limit {limit}"
         );
     }
+}
+
+/// Each change is one journal line, and the journal is folded into the snapshot as it grows:
+/// 3,000 blocks and 1,000 unblocks survive a restart, and the journal never holds more lines
+/// than the compaction threshold allows.
+#[test]
+fn many_changes_go_through_the_journal_and_survive_a_restart() {
+    let b = bed("journal");
+    let cidr = |i: u32| format!("10.{}.{}.0/24", i >> 8, i & 255);
+    let journal = b.dir.join("state.journal");
+    let mut longest = 0;
+    for i in 0..3000 {
+        b.guard.block(&cidr(i), None, None).expect("block");
+        let lines = std::fs::read_to_string(&journal)
+            .expect("journal")
+            .lines()
+            .count();
+        longest = longest.max(lines);
+    }
+    for i in 0..1000 {
+        b.guard.unblock(&cidr(i)).expect("unblock");
+    }
+    assert!(
+        longest <= 3000 / 2 + 1,
+        "journal grew to {longest} lines: no compaction"
+    );
+    let dp2 = Arc::new(Mutex::new(MemoryDataplane::new()));
+    let g2 = Guard::new(
+        Box::new(dp2.clone()),
+        Store::new(b.dir.join("state.json")),
+        Settings::for_tests(&b.dir),
+        "native",
+    )
+    .expect("restart");
+    let blocks: std::collections::BTreeSet<IpNet> =
+        g2.blocklist().into_iter().map(|r| r.cidr).collect();
+    let want: std::collections::BTreeSet<IpNet> = (1000..3000).map(|i| net(&cidr(i))).collect();
+    assert_eq!(blocks, want);
+    assert_eq!(dp2.lock().expect("dp").blocks.len(), 2000);
 }
