@@ -5,6 +5,7 @@
 //! - [`throughput`]: drop throughput on a veth ([`veth::Bed`]) fed by the SYN-flood
 //!   generator ([`flood`]), for xdp-guard and the alternatives;
 //! - [`controller`], [`api_load`]: the per-source map read, API latency under `wrk`;
+//! - [`store`]: what a durable change costs with a large blocklist;
 //! - [`conns`]: the memo's netstat pipelines against sock_diag on many sockets;
 //! - [`report`], [`svg`]: the Markdown report and its charts.
 
@@ -15,6 +16,7 @@ pub mod datapath;
 pub mod flood;
 pub mod objects;
 pub mod report;
+pub mod store;
 pub mod svg;
 pub mod throughput;
 pub mod veth;
