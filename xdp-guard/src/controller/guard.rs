@@ -568,10 +568,7 @@ impl Guard {
         top.into_iter()
             .map(|(key, t)| {
                 let source = source_net(key, prefix);
-                let block = core
-                    .blocks
-                    .get(&source)
-                    .or_else(|| core.blocks.values().find(|b| b.cidr.contains(&source)));
+                let block = core.covering_block(&source);
                 Offender {
                     source,
                     syn_rate: t.rate,
@@ -797,6 +794,16 @@ impl Core {
         Ok(())
     }
 
+    /// The block on `net` or on a prefix that contains it, longest first: one map lookup per
+    /// prefix length, not a scan of a blocklist that may hold a million entries.
+    fn covering_block(&self, net: &IpNet) -> Option<&BlockRecord> {
+        // Every length, not only from `min_prefix_*`: blocks saved under a lower minimum stay.
+        (0..=net.prefix_len()).rev().find_map(|len| {
+            let prefix = IpNet::new(net.addr(), len).ok()?.trunc();
+            self.blocks.get(&prefix)
+        })
+    }
+
     /// What a tick changed in the durable state: lapsed blocks, then new blocks with their
     /// offence counts.
     fn tick_changes(&self, report: &TickReport) -> Vec<Change> {
@@ -926,7 +933,7 @@ impl Core {
         self.grace.retain(|_, until| *until > now);
         for (key, rate, ticks) in offenders {
             let net = source_net(&key, self.settings.ipv6_prefix_len);
-            if self.blocks.contains_key(&net) || self.blocks.keys().any(|b| b.contains(&net)) {
+            if self.covering_block(&net).is_some() {
                 continue;
             }
             if self.grace.keys().any(|g| g.contains(&net)) {

@@ -575,3 +575,43 @@ fn many_changes_go_through_the_journal_and_survive_a_restart() {
     assert_eq!(blocks, want);
     assert_eq!(dp2.lock().expect("dp").blocks.len(), 2000);
 }
+
+/// A source inside a blocked prefix is shown as blocked (with that block's expiry) and is not
+/// blocked again on its own, whichever prefix length covers it.
+#[tokio::test(start_paused = true)]
+async fn a_source_inside_a_blocked_prefix_counts_as_blocked() {
+    let b = bed("covering");
+    b.guard
+        .block("192.0.2.0/24", Some(Duration::from_secs(600)), None)
+        .expect("block /24");
+    b.guard.block("2001:db8::/32", None, None).expect("block /32");
+    let v4: std::net::IpAddr = "192.0.2.66".parse().expect("addr");
+    let v6: std::net::IpAddr = "2001:db8:5::1".parse().expect("addr");
+    let outside: std::net::IpAddr = "192.0.3.66".parse().expect("addr");
+    // IPv6 sources are counted per /64, as the program does with the default config.
+    b.dp.lock().expect("dp").config.ipv6_prefix_len = 64;
+    b.guard.tick();
+    for _ in 0..3 {
+        tokio::time::advance(Duration::from_millis(250)).await;
+        for a in [v4, v6, outside] {
+            b.dp.lock().expect("dp").add_syns(a, 500);
+        }
+        b.guard.tick();
+    }
+    let blocked: Vec<IpNet> = b.guard.blocklist().into_iter().map(|r| r.cidr).collect();
+    assert_eq!(
+        blocked,
+        vec![
+            net("192.0.2.0/24"),
+            net("192.0.3.66/32"),
+            net("2001:db8::/32")
+        ]
+    );
+    let top = b.guard.offenders(10);
+    let shown = |s: &str| top.iter().find(|o| o.source == net(s)).expect(s).clone();
+    assert!(shown("192.0.2.66/32").blocked);
+    assert!(shown("192.0.2.66/32").blocked_until_ms.is_some());
+    assert!(shown("2001:db8:5::/64").blocked);
+    assert_eq!(shown("2001:db8:5::/64").blocked_until_ms, None);
+    assert!(shown("192.0.3.66/32").blocked);
+}
