@@ -584,7 +584,9 @@ async fn a_source_inside_a_blocked_prefix_counts_as_blocked() {
     b.guard
         .block("192.0.2.0/24", Some(Duration::from_secs(600)), None)
         .expect("block /24");
-    b.guard.block("2001:db8::/32", None, None).expect("block /32");
+    b.guard
+        .block("2001:db8::/32", None, None)
+        .expect("block /32");
     let v4: std::net::IpAddr = "192.0.2.66".parse().expect("addr");
     let v6: std::net::IpAddr = "2001:db8:5::1".parse().expect("addr");
     let outside: std::net::IpAddr = "192.0.3.66".parse().expect("addr");
