@@ -547,6 +547,23 @@ mod tests {
         let _ = fs::remove_dir_all(d);
     }
 
+    /// Run `child` in a forked process and SIGKILL it after `ms` milliseconds.
+    fn killed_after(ms: u64, child: impl FnOnce()) {
+        // SAFETY: fork in a test; the child only runs `child` and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            child();
+            // SAFETY: leave the child without running the test harness's atexit code.
+            unsafe { libc::_exit(0) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        // SAFETY: pid is our child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+
     /// A child process appends changes (and compacts when due) in a loop and is killed with
     /// SIGKILL at an arbitrary moment: the state always loads, as a prefix of what was
     /// appended.
@@ -557,9 +574,7 @@ mod tests {
         for round in 0..5 {
             let _ = fs::remove_file(&p);
             let _ = fs::remove_file(p.with_extension("journal"));
-            // SAFETY: fork in a test; the child only runs the append loop and exits.
-            let pid = unsafe { libc::fork() };
-            if pid == 0 {
+            killed_after(100 + round * 70, || {
                 let mut store = Store::new(&p);
                 let mut s = State::default();
                 for i in 0..1_000_000u32 {
@@ -572,15 +587,7 @@ mod tests {
                         break;
                     }
                 }
-                // SAFETY: leave the child without running the test harness's atexit code.
-                unsafe { libc::_exit(0) };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100 + round * 70));
-            // SAFETY: pid is our child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
+            });
             let s = Store::new(&p).load().expect("state after SIGKILL");
             assert!(!s.blocks.is_empty(), "round {round}: nothing appended");
             for (i, b) in s.blocks.iter().enumerate() {
@@ -597,39 +604,21 @@ mod tests {
         let d = tmpdir("kill");
         let p = d.join("state.json");
         for round in 0..5 {
-            // SAFETY: fork in a test; the child only runs the save loop and exits.
-            let pid = unsafe { libc::fork() };
-            if pid == 0 {
+            killed_after(30 + round * 20, || {
                 let mut store = Store::new(&p);
                 let mut s = State::default();
                 for i in 0..100_000u32 {
-                    s.blocks.push(block(&format!(
-                        "10.{}.{}.{}/32",
-                        (i >> 16) & 255,
-                        (i >> 8) & 255,
-                        i & 255
-                    )));
+                    s.blocks.push(block(&addr(i)));
                     if store.save(&s).is_err() {
                         break;
                     }
                 }
-                // SAFETY: leave the child without running the test harness's atexit code.
-                unsafe { libc::_exit(0) };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(30 + round * 20));
-            // SAFETY: pid is our child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
+            });
             let s = Store::new(&p)
                 .load()
                 .expect("a whole document after SIGKILL");
             for (i, b) in s.blocks.iter().enumerate() {
-                assert_eq!(
-                    b.cidr.to_string(),
-                    format!("10.{}.{}.{}/32", (i >> 16) & 255, (i >> 8) & 255, i & 255)
-                );
+                assert_eq!(b.cidr.to_string(), addr(i as u32));
             }
         }
         let _ = fs::remove_dir_all(d);

@@ -36,6 +36,11 @@ fn bed_with(tag: &str, tweak: impl FnOnce(&mut Settings)) -> Bed {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut settings = Settings::for_tests(&dir);
     tweak(&mut settings);
+    on(dir, settings)
+}
+
+/// A guard on the state in `dir`, with a fresh dataplane.
+fn on(dir: PathBuf, settings: Settings) -> Bed {
     let dp = Arc::new(Mutex::new(MemoryDataplane::new()));
     let guard = Guard::new(
         Box::new(dp.clone()),
@@ -45,6 +50,11 @@ fn bed_with(tag: &str, tweak: impl FnOnce(&mut Settings)) -> Bed {
     )
     .expect("guard");
     Bed { guard, dp, dir }
+}
+
+/// A second guard on `b`'s state directory: a restart.
+fn restart(b: &Bed) -> Bed {
+    on(b.dir.clone(), Settings::for_tests(&b.dir))
 }
 
 fn bed(tag: &str) -> Bed {
@@ -137,14 +147,8 @@ fn block_unblock_persist_and_survive_a_restart() {
         .expect("permanent v6 block");
     assert_eq!(b.dp.lock().expect("dp").blocks.len(), 2);
     // A second guard on the same store (a restart) puts the same blocks in a fresh dataplane.
-    let dp2 = Arc::new(Mutex::new(MemoryDataplane::new()));
-    let g2 = Guard::new(
-        Box::new(dp2.clone()),
-        Store::new(b.dir.join("state.json")),
-        Settings::for_tests(&b.dir),
-        "native",
-    )
-    .expect("restart");
+    let b2 = restart(&b);
+    let (g2, dp2) = (&b2.guard, &b2.dp);
     assert_eq!(g2.blocklist().len(), 2);
     assert!(
         dp2.lock()
@@ -169,18 +173,7 @@ fn a_failed_save_rolls_the_kernel_back() {
     let b = bed("rollback");
     b.guard.block("192.0.2.1", None, None).expect("block");
     // A restart: the snapshot now holds the block, and the journal is not open.
-    let dp = Arc::new(Mutex::new(MemoryDataplane::new()));
-    let b = Bed {
-        guard: Guard::new(
-            Box::new(dp.clone()),
-            Store::new(b.dir.join("state.json")),
-            Settings::for_tests(&b.dir),
-            "native",
-        )
-        .expect("restart"),
-        dp,
-        dir: b.dir.clone(),
-    };
+    let b = restart(&b);
     // Make the journal unwritable: a directory where it must be created.
     std::fs::remove_file(b.dir.join("state.journal")).expect("empty journal");
     std::fs::create_dir_all(b.dir.join("state.journal")).expect("obstacle");
@@ -561,14 +554,8 @@ fn many_changes_go_through_the_journal_and_survive_a_restart() {
         longest <= 3000 / 2 + 1,
         "journal grew to {longest} lines: no compaction"
     );
-    let dp2 = Arc::new(Mutex::new(MemoryDataplane::new()));
-    let g2 = Guard::new(
-        Box::new(dp2.clone()),
-        Store::new(b.dir.join("state.json")),
-        Settings::for_tests(&b.dir),
-        "native",
-    )
-    .expect("restart");
+    let b2 = restart(&b);
+    let (g2, dp2) = (&b2.guard, &b2.dp);
     let blocks: std::collections::BTreeSet<IpNet> =
         g2.blocklist().into_iter().map(|r| r.cidr).collect();
     let want: std::collections::BTreeSet<IpNet> = (1000..3000).map(|i| net(&cidr(i))).collect();
