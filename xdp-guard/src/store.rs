@@ -5,8 +5,8 @@
 //!   the old one, fsync the directory): a crash leaves the old or the new one, never a torn one.
 //! - `state.journal`, the changes since that snapshot, one JSON line each, appended and
 //!   fsynced before the change is acknowledged. A change costs one short append whatever the
-//!   size of the lists (rewriting the whole snapshot per change made loading a 50,000-entry
-//!   feed through the API take ~10 minutes, each block slower than the last).
+//!   size of the lists (rewriting the whole snapshot per change cost 38 ms at 100,000 blocks,
+//!   and 46,500 blocks one after another took ten minutes, each slower than the last).
 //!
 //! Loading replays the journal over the snapshot. When the journal holds as many lines as the
 //! snapshot has entries (at least [`COMPACT_AFTER`]), [`Store::save`] writes a new snapshot and
