@@ -39,6 +39,11 @@ pub enum DaemonError {
     Guard(#[from] GuardError),
     #[error("another xdp-guard (pid {pid}) is already running on {iface}; it was left untouched")]
     AlreadyRunning { iface: String, pid: String },
+    #[error(
+        "another xdp-guard ({holder}) keeps its state in {}; give each daemon its own state_dir",
+        dir.display()
+    )]
+    StateDirInUse { dir: PathBuf, holder: String },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -70,11 +75,40 @@ pub struct InterfaceLock {
 
 impl InterfaceLock {
     pub fn acquire(path: &Path, iface: &str) -> Result<Self, DaemonError> {
-        let io = |source| DaemonError::Io {
-            what: "lock file",
-            path: path.to_path_buf(),
-            source,
-        };
+        Self::take(path, &std::process::id().to_string()).map_err(|held| match held {
+            Held::By(pid) => DaemonError::AlreadyRunning {
+                iface: iface.into(),
+                pid,
+            },
+            Held::Io(source) => DaemonError::Io {
+                what: "lock file",
+                path: path.to_path_buf(),
+                source,
+            },
+        })
+    }
+
+    /// The state directory's own lock: blocks, allows and the sysctl backup are one set per
+    /// directory, so two daemons (on two interfaces) must not share one.
+    pub fn acquire_state_dir(state_dir: &Path, iface: &str) -> Result<Self, DaemonError> {
+        let me = format!("pid {}, interface {iface}", std::process::id());
+        let path = paths::state_lock(state_dir);
+        Self::take(&path, &me).map_err(|held| match held {
+            Held::By(holder) => DaemonError::StateDirInUse {
+                dir: state_dir.to_path_buf(),
+                holder,
+            },
+            Held::Io(source) => DaemonError::Io {
+                what: "lock file",
+                path,
+                source,
+            },
+        })
+    }
+
+    /// Take the lock at `path` and write `me` in it, or say who holds it.
+    fn take(path: &Path, me: &str) -> Result<Self, Held> {
+        let io = Held::Io;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -87,16 +121,13 @@ impl InterfaceLock {
             .map_err(io)?;
         // SAFETY: a valid open fd.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            return Err(DaemonError::AlreadyRunning {
-                iface: iface.into(),
-                pid: pid.trim().to_string(),
-            });
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(Held::By(holder.trim().to_string()));
         }
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
-        write!(file, "{}", std::process::id()).map_err(io)?;
+        write!(file, "{me}").map_err(io)?;
         Ok(Self { _file: file })
     }
 
@@ -111,6 +142,13 @@ impl InterfaceLock {
         }
         None
     }
+}
+
+/// Why a lock was not taken.
+enum Held {
+    /// Another process has it; what it wrote in the file.
+    By(String),
+    Io(std::io::Error),
 }
 
 /// Every address configured on this host (any interface): never blockable.
@@ -210,6 +248,7 @@ pub async fn run(opts: RunOptions, stop: Option<watch::Receiver<bool>>) -> Resul
     let cfg = load_config(&opts)?;
     let iface = cfg.interface.clone();
     let _lock = InterfaceLock::acquire(&paths::lock_file(&cfg.state_dir, &iface), &iface)?;
+    let _state_lock = InterfaceLock::acquire_state_dir(&cfg.state_dir, &iface)?;
     pin::ensure_bpffs(Path::new(paths::BPFFS_ROOT))?;
     let pins = pin::PinDir::new(Path::new(paths::PIN_ROOT), &iface);
     let adopted = pins.prepare()?;
@@ -450,6 +489,28 @@ pub fn detach(iface: &str, config: &Path, state_dir: Option<&Path>) -> Result<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two daemons on two interfaces with one state_dir would overwrite each other's lists:
+    /// the second is refused, naming the first.
+    #[test]
+    fn a_state_dir_has_one_daemon() {
+        let dir = std::env::temp_dir().join(format!("xg-statelock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = InterfaceLock::acquire_state_dir(&dir, "eth0").expect("first daemon");
+        // flock: a second open file description conflicts, even in this process.
+        let e = InterfaceLock::acquire_state_dir(&dir, "eth1")
+            .err()
+            .expect("second daemon refused");
+        let msg = e.to_string();
+        assert!(matches!(e, DaemonError::StateDirInUse { .. }), "{msg}");
+        assert!(
+            msg.contains("interface eth0") && msg.contains(&dir.display().to_string()),
+            "{msg}"
+        );
+        drop(first);
+        InterfaceLock::acquire_state_dir(&dir, "eth1").expect("free again");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn detach_finds_the_lock_dir_of_the_config_or_refuses_to_guess() {

@@ -41,6 +41,13 @@ pub fn sysctl_backup(state_dir: &Path) -> PathBuf {
     state_dir.join("sysctl-backup.json")
 }
 
+/// Lock held by the daemon that keeps its state in `state_dir`: `<state_dir>/daemon:state.lock`
+/// (the colon keeps it apart from every `<iface>.lock`: the kernel refuses it in interface
+/// names).
+pub fn state_lock(state_dir: &Path) -> PathBuf {
+    state_dir.join("daemon:state.lock")
+}
+
 /// Lock held by the daemon guarding one interface: `<state_dir>/<iface>.lock`.
 pub fn lock_file(state_dir: &Path, iface: &str) -> PathBuf {
     state_dir.join(format!("{iface}.lock"))
