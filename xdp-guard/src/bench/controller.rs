@@ -211,8 +211,8 @@ fn fill(dp: &mut Datapath, n: u32) -> Result<(), BenchError> {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TickWait {
     pub entries: usize,
-    /// `true`: the tick reads the counters before it takes the lock (the daemon's way);
-    /// `false`: it reads them under the lock (the baseline, as before).
+    /// `true`: the tick reads and aggregates the counters before it takes the guard's lock
+    /// (the daemon's way); `false`: it reads them under that lock (the baseline).
     pub reads_outside_lock: bool,
     pub ticks: usize,
     pub tick_ms: Spread,

@@ -995,14 +995,14 @@ fn controller_markdown(c: &controller::Report) -> String {
 
 fn ticks_markdown(ticks: &[controller::TickWait], secs: f64) -> String {
     let mut out = format!(
-        "### API calls while the controller ticks\n\nA `controller::Guard` over the loaded program, ticking on the daemon's 250 ms schedule for {secs:.0} s on CPU 1 (SCHED_FIFO), while a thread on CPU 0 calls `Guard::blocklist` (what `GET /v1/blocks` does: the guard's lock and a copy of the list) once a millisecond. The daemon's way reads the per-source map before it takes the lock; the baseline, the way before, reads it under the lock. At 1M sources a tick takes longer than 250 ms, so ticks run back to back, and under the baseline the lock is almost never free.\n\n| sources | counters read | ticks | tick ms (median) | lock held ms (median / max) | calls completed | calls over 1 ms | longest call ms | longest x baseline |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        "### API calls while the controller ticks\n\nA `controller::Guard` over the loaded program, ticking on the daemon's 250 ms schedule for {secs:.0} s on CPU 1 (SCHED_FIFO), while a thread on CPU 0 calls `Guard::blocklist` (what `GET /v1/blocks` does: the guard's lock and a copy of the list) once a millisecond. The daemon's way reads the per-source map and updates its per-source tracks (their own lock) before it takes the guard's lock, which it holds only to decide; the baseline reads the map under the guard's lock (the daemon used to, and aggregated under it too, so it held the lock for the whole tick). At 1M sources a tick takes longer than 250 ms, so ticks run back to back.\n\n| sources | counters read | ticks | tick ms (median) | lock held ms (median / max) | calls completed | calls over 1 ms | longest call ms | longest x baseline |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for t in ticks {
         let base = ticks
             .iter()
             .find(|b| b.entries == t.entries && !b.reads_outside_lock);
         out += &format!(
-            "| {} | {} | {} | {:.1} | {:.1} / {:.1} | {} | {} | {:.1} | {} |\n",
+            "| {} | {} | {} | {:.1} | {:.2} / {:.2} | {} | {} | {:.2} | {} |\n",
             t.entries,
             if t.reads_outside_lock {
                 "before the lock (the daemon)"

@@ -1,8 +1,9 @@
 //! The guard: durable lists, per-source rates, decisions. One mutex around the whole core:
 //! every operation is a handful of map writes and one state save, so contention is not the
 //! bottleneck, and a single lock makes "validate, write kernel, persist, or roll back" atomic
-//! with respect to every other request and the controller tick. The tick's one slow part,
-//! reading the per-source map, happens before it takes the lock.
+//! with respect to every other request and the controller tick. The tick's slow parts, reading
+//! the per-source map and updating a track per source, happen outside it (the tracks have a
+//! lock of their own); the tick holds the core's lock only for its decisions.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -292,6 +293,100 @@ struct Reading {
     sources: Vec<(SourceKey, SourceTotals)>,
 }
 
+/// Every source the last tick found in the per-source map, and the global counters then.
+#[derive(Default)]
+struct Tracks {
+    map: HashMap<SourceKey, Track>,
+    last: Option<(tokio::time::Instant, [u64; COUNT])>,
+}
+
+/// What a tick's aggregation hands to the decisions.
+struct Aggregate {
+    now: tokio::time::Instant,
+    /// `None` on the first tick (no interval yet).
+    rates: Option<Rates>,
+    /// Sources over the limit for enough ticks: key, rate, ticks over.
+    offenders: Vec<(SourceKey, f64, u32)>,
+    /// SYN/s explained by tracked sources.
+    attributable: f64,
+}
+
+impl Tracks {
+    /// Per-source rates since the last reading; sources over `limit` SYN/s for
+    /// `over_limit_ticks` ticks in a row are offenders. `stamp` tells this tick's sources
+    /// from those the LRU evicted since.
+    fn aggregate(
+        &mut self,
+        reading: Reading,
+        limit: f64,
+        over_limit_ticks: u32,
+        stamp: u64,
+    ) -> Aggregate {
+        let Reading {
+            at: now,
+            counters,
+            sources,
+        } = reading;
+        let dt = match self.last {
+            Some((t, _)) => now.duration_since(t).as_secs_f64().max(1e-3),
+            None => 0.0,
+        };
+        let rates = match self.last {
+            Some((_, prev)) if dt > 0.0 => {
+                let d = |i: usize| counters[i].saturating_sub(prev[i]) as f64 / dt;
+                Some(Rates {
+                    packets_per_sec: d(stats::PACKETS),
+                    syns_per_sec: d(stats::SYNS),
+                    dropped_per_sec: stats::DROPS.iter().map(|i| d(*i)).sum(),
+                    // SYNs of sources the sketch admitted, the flood guard refused or the
+                    // spoof guard dropped: all from sources the program did not know.
+                    new_sources_per_sec: d(stats::LRU_ADMITTED)
+                        + d(stats::FLOOD_GUARD)
+                        + d(stats::DROP_UNVERIFIED),
+                })
+            }
+            _ => None,
+        };
+        self.last = Some((now, counters));
+
+        let mut offenders = Vec::new();
+        let mut attributable = 0.0;
+        for (key, totals) in sources {
+            let t = self.map.entry(key).or_default();
+            t.seen = stamp;
+            let delta = totals.syns.saturating_sub(t.syns);
+            // A source seen for the first time counted its SYNs since admission, within
+            // the last tick (or two): charge them to this interval.
+            let rate = if dt > 0.0 { delta as f64 / dt } else { 0.0 };
+            t.syns = totals.syns;
+            t.over_limit = totals.over_limit;
+            t.rate = rate;
+            t.history.push(rate as f32);
+            attributable += rate;
+            if rate > limit {
+                t.over_ticks += 1;
+                if t.over_ticks >= over_limit_ticks {
+                    offenders.push((key, rate, t.over_ticks));
+                }
+            } else {
+                t.over_ticks = 0;
+            }
+        }
+        // Sources the LRU evicted.
+        self.map.retain(|_, t| t.seen == stamp);
+        Aggregate {
+            now,
+            rates,
+            offenders,
+            attributable,
+        }
+    }
+}
+
+fn lock_tracks(tracks: &Mutex<Tracks>) -> std::sync::MutexGuard<'_, Tracks> {
+    tracks.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 struct Core {
     dp: Box<dyn Dataplane>,
     store: Store,
@@ -301,8 +396,8 @@ struct Core {
     offences: BTreeMap<IpNet, Offence>,
     /// Prefixes an operator unblocked, and until when their sources are not auto-blocked.
     grace: BTreeMap<IpNet, tokio::time::Instant>,
-    tracks: HashMap<SourceKey, Track>,
-    last: Option<(tokio::time::Instant, [u64; COUNT])>,
+    /// Sources tracked after the last tick (the tracks themselves are in [`Guard::tracks`]).
+    tracked: usize,
     rates: Rates,
     attack: AttackState,
     last_trigger: Option<tokio::time::Instant>,
@@ -325,6 +420,9 @@ struct Core {
 
 pub struct Guard {
     core: Mutex<Core>,
+    /// Per-source tracks, apart from the core so that a tick aggregates a million sources
+    /// without holding the lock API calls need. Lock order: `tracks`, then `core`.
+    tracks: Mutex<Tracks>,
     /// Reads the counters without the lock (see [`Dataplane::reader`]).
     reader: Option<Arc<dyn CounterReader>>,
     started: Instant,
@@ -386,8 +484,7 @@ impl Guard {
             allows,
             offences: state.offences,
             grace: BTreeMap::new(),
-            tracks: HashMap::new(),
-            last: None,
+            tracked: 0,
             rates: Rates::default(),
             attack: AttackState::None,
             last_trigger: None,
@@ -406,6 +503,7 @@ impl Guard {
         Ok(Self {
             reader: core.dp.reader(),
             core: Mutex::new(core),
+            tracks: Mutex::new(Tracks::default()),
             started: Instant::now(),
         })
     }
@@ -546,6 +644,7 @@ impl Guard {
 
     /// Tracked sources, highest current SYN rate first.
     pub fn offenders(&self, limit: usize) -> Vec<Offender> {
+        let tracks = lock_tracks(&self.tracks);
         let core = self.lock();
         let prefix = core.settings.ipv6_prefix_len;
         // The first `limit` by rate, then by SYNs, before building anything per source:
@@ -559,7 +658,7 @@ impl Guard {
         if limit == 0 {
             return Vec::new();
         }
-        let mut top: Vec<(&SourceKey, &Track)> = core.tracks.iter().collect();
+        let mut top: Vec<(&SourceKey, &Track)> = tracks.map.iter().collect();
         if top.len() > limit {
             top.select_nth_unstable_by(limit - 1, order);
             top.truncate(limit);
@@ -597,7 +696,7 @@ impl Guard {
             rates: core.rates.clone(),
             blocklist_size: core.blocks.len(),
             allowlist_size: core.allows.len(),
-            tracked_sources: core.tracks.len(),
+            tracked_sources: core.tracked,
             attack_state: core.attack,
             spoof_guard: core.dp.config().spoof_guard(clock::mono_ns()),
             sysctl_profile: if core.sysctl_tuned {
@@ -663,7 +762,8 @@ impl Guard {
     /// Track `peers` in the program so the spoof guard lets them through (the controller
     /// feeds it the handshaken clients of the protected ports while the guard is on).
     pub fn track_clients(&self, peers: &[IpAddr]) {
-        self.lock().track_peers(peers);
+        let tracks = lock_tracks(&self.tracks);
+        self.lock().track_peers(peers, &tracks);
     }
 
     /// Put back the sysctls the tuner changed (shutdown).
@@ -689,13 +789,32 @@ impl Guard {
                     sources: r.sources()?,
                 })
             });
+        let mut tracks = lock_tracks(&self.tracks);
+        let (reading, limit, over_limit_ticks, stamp, read_locked) = {
+            let core = self.lock();
+            let t = Instant::now();
+            let reading = reading.unwrap_or_else(|| core.read_counters());
+            let settings = &core.settings;
+            let params = (f64::from(settings.syn_rate), settings.over_limit_ticks);
+            (reading, params.0, params.1, core.ticks, t.elapsed())
+        };
+        // Aggregating is the other slow part (a hash map update per source): also without
+        // the core's lock.
+        let aggregate = match reading {
+            Ok(r) => Some(tracks.aggregate(r, limit, over_limit_ticks, stamp)),
+            Err(e) => {
+                log::warn!("controller tick: reading the counters: {e}");
+                None
+            }
+        };
         let mut core = self.lock();
         let locked = Instant::now();
         let mut report = TickReport::default();
         core.expire(&mut report);
-        if let Err(e) = core.evaluate(reading, &mut report) {
-            log::warn!("controller tick: {e}");
+        if let Some(agg) = aggregate {
+            core.decide(agg, &mut tracks, &mut report);
         }
+        core.tracked = tracks.map.len();
         let changes = core.tick_changes(&report);
         if let Err(e) = core.record(&changes) {
             // In force, not durable yet: the next change that saves writes a whole snapshot.
@@ -705,7 +824,7 @@ impl Guard {
         core.ticks += 1;
         core.tick_duration = started.elapsed();
         report.duration = core.tick_duration;
-        report.locked = locked.elapsed();
+        report.locked = read_locked + locked.elapsed();
         report
     }
 }
@@ -861,74 +980,27 @@ impl Core {
         }
     }
 
-    /// Rates, offenders and the attack state from `reading` (`None`: read the counters
-    /// through the dataplane now).
-    fn evaluate(
-        &mut self,
-        reading: Option<Result<Reading, BpfError>>,
-        report: &mut TickReport,
-    ) -> Result<(), GuardError> {
-        let Reading {
-            at: now,
-            counters,
-            sources,
-        } = match reading {
-            Some(reading) => reading?,
-            None => Reading {
-                at: tokio::time::Instant::now(),
-                counters: self.dp.stats()?,
-                sources: self.dp.sources()?,
-            },
-        };
-        let dt = match self.last {
-            Some((t, _)) => now.duration_since(t).as_secs_f64().max(1e-3),
-            None => 0.0,
-        };
-        if let Some((_, prev)) = self.last
-            && dt > 0.0
-        {
-            let d = |i: usize| counters[i].saturating_sub(prev[i]) as f64 / dt;
-            self.rates = Rates {
-                packets_per_sec: d(stats::PACKETS),
-                syns_per_sec: d(stats::SYNS),
-                dropped_per_sec: stats::DROPS.iter().map(|i| d(*i)).sum(),
-                // SYNs of sources the sketch admitted, the flood guard refused or the spoof
-                // guard dropped: all from sources the program did not know.
-                new_sources_per_sec: d(stats::LRU_ADMITTED)
-                    + d(stats::FLOOD_GUARD)
-                    + d(stats::DROP_UNVERIFIED),
-            };
-        }
-        self.last = Some((now, counters));
+    /// The counters through the dataplane, under the lock (a dataplane without a
+    /// [`CounterReader`]).
+    fn read_counters(&self) -> Result<Reading, BpfError> {
+        Ok(Reading {
+            at: tokio::time::Instant::now(),
+            counters: self.dp.stats()?,
+            sources: self.dp.sources()?,
+        })
+    }
 
-        let limit = f64::from(self.settings.syn_rate);
-        let stamp = self.ticks;
-        let mut offenders = Vec::new();
-        let mut attributable = 0.0;
-        for (key, totals) in sources {
-            let t = self.tracks.entry(key).or_default();
-            t.seen = stamp;
-            let delta = totals.syns.saturating_sub(t.syns);
-            // A source seen for the first time counted its SYNs since admission, within
-            // the last tick (or two): charge them to this interval.
-            let rate = if dt > 0.0 { delta as f64 / dt } else { 0.0 };
-            t.syns = totals.syns;
-            t.over_limit = totals.over_limit;
-            t.rate = rate;
-            t.history.push(rate as f32);
-            attributable += rate;
-            if rate > limit {
-                t.over_ticks += 1;
-                if t.over_ticks >= self.settings.over_limit_ticks {
-                    offenders.push((key, rate, t.over_ticks));
-                }
-            } else {
-                t.over_ticks = 0;
-            }
+    /// Blocks for the offenders, then the attack state, from a tick's aggregation.
+    fn decide(&mut self, agg: Aggregate, tracks: &mut Tracks, report: &mut TickReport) {
+        let Aggregate {
+            now,
+            rates,
+            offenders,
+            attributable,
+        } = agg;
+        if let Some(rates) = rates {
+            self.rates = rates;
         }
-        // Sources the LRU evicted.
-        self.tracks.retain(|_, t| t.seen == stamp);
-
         let per_source_trigger = !offenders.is_empty();
         self.grace.retain(|_, until| *until > now);
         for (key, rate, ticks) in offenders {
@@ -947,14 +1019,13 @@ impl Core {
             if self.check_blockable(&net).is_err() {
                 continue;
             }
-            if let Some(t) = self.tracks.get_mut(&key) {
+            if let Some(t) = tracks.map.get_mut(&key) {
                 t.over_ticks = 0;
             }
             self.auto_block(net, rate, ticks, report);
         }
 
-        self.update_attack_state(per_source_trigger, attributable, report);
-        Ok(())
+        self.update_attack_state(per_source_trigger, attributable, tracks, report);
     }
 
     fn auto_block(&mut self, net: IpNet, rate: f64, ticks: u32, report: &mut TickReport) {
@@ -1003,6 +1074,7 @@ impl Core {
         &mut self,
         per_source: bool,
         attributable: f64,
+        tracks: &Tracks,
         report: &mut TickReport,
     ) {
         let th = self.settings.attack.clone();
@@ -1065,7 +1137,7 @@ impl Core {
             self.attack = next;
             report.attack_changed = Some(next);
         }
-        self.spoof_guard(spoofed);
+        self.spoof_guard(spoofed, tracks);
         if self.settings.sysctl_auto {
             let triggered = self.attack != AttackState::None || overload;
             if triggered && !self.sysctl_tuned {
@@ -1080,7 +1152,7 @@ impl Core {
     /// is configured): first let the clients that completed a handshake through (they join
     /// the per-source LRU), then push `spoof_until_ns` a few ticks ahead. When the flood
     /// stops being seen the guard lapses by itself, also if the daemon dies.
-    fn spoof_guard(&mut self, spoofed_now: bool) {
+    fn spoof_guard(&mut self, spoofed_now: bool, tracks: &Tracks) {
         let budget = self.settings.attack.spoofed_syn_budget;
         if !spoofed_now || budget == 0 {
             return;
@@ -1093,7 +1165,7 @@ impl Core {
             self.verified_at = Some(now);
             if self.settings.watch_sockets {
                 match crate::tcpstate::handshaken_peers(&self.settings.protected_ports) {
-                    Ok(peers) => self.track_peers(&peers),
+                    Ok(peers) => self.track_peers(&peers, tracks),
                     Err(e) => log::warn!("spoof guard: listing handshaken clients: {e}"),
                 }
             }
@@ -1116,12 +1188,12 @@ impl Core {
 
     /// Track `peers` (clients that completed a handshake) so the spoof guard lets them
     /// through.
-    fn track_peers(&mut self, peers: &[IpAddr]) {
+    fn track_peers(&mut self, peers: &[IpAddr], tracks: &Tracks) {
         let prefix = self.settings.ipv6_prefix_len;
         let keys: Vec<SourceKey> = peers
             .iter()
             .map(|a| crate::bpf::source_key(*a, prefix))
-            .filter(|k| !self.tracks.contains_key(k))
+            .filter(|k| !tracks.map.contains_key(k))
             .collect();
         if keys.is_empty() {
             return;
