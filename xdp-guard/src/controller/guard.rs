@@ -383,6 +383,21 @@ impl Tracks {
     }
 }
 
+/// What the socket table said (`None`: that read failed).
+struct Sockets {
+    syn_recv: Option<u64>,
+    listen_overflows: Option<u64>,
+}
+
+fn read_sockets() -> Sockets {
+    use crate::tcpstate::{Filter, StateSet, TcpState, listen_counters, snapshot};
+    let syn_recv = Filter::default().with_states(StateSet::of(&[TcpState::SynRecv]));
+    Sockets {
+        syn_recv: snapshot(&syn_recv).ok().map(|s| s.syn_recv),
+        listen_overflows: listen_counters().ok().map(|c| c.listen_overflows),
+    }
+}
+
 fn lock_tracks(tracks: &Mutex<Tracks>) -> std::sync::MutexGuard<'_, Tracks> {
     tracks.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -789,14 +804,26 @@ impl Guard {
                     sources: r.sources()?,
                 })
             });
-        let mut tracks = lock_tracks(&self.tracks);
-        let (reading, limit, over_limit_ticks, stamp, read_locked) = {
+        let (limit, over_limit_ticks, stamp, watch) = {
             let core = self.lock();
-            let t = Instant::now();
-            let reading = reading.unwrap_or_else(|| core.read_counters());
             let settings = &core.settings;
-            let params = (f64::from(settings.syn_rate), settings.over_limit_ticks);
-            (reading, params.0, params.1, core.ticks, t.elapsed())
+            (
+                f64::from(settings.syn_rate),
+                settings.over_limit_ticks,
+                core.ticks,
+                settings.watch_sockets && core.ticks.is_multiple_of(4),
+            )
+        };
+        // Every fourth tick, the SYN_RECV count and the listen overflows (sock_diag dumps walk
+        // the whole socket table): also before the lock.
+        let sockets = watch.then(read_sockets);
+        let mut tracks = lock_tracks(&self.tracks);
+        let t = Instant::now();
+        let reading = reading.unwrap_or_else(|| self.lock().read_counters());
+        let read_locked = if self.reader.is_some() {
+            Duration::ZERO
+        } else {
+            t.elapsed()
         };
         // Aggregating is the other slow part (a hash map update per source): also without
         // the core's lock.
@@ -811,6 +838,9 @@ impl Guard {
         let locked = Instant::now();
         let mut report = TickReport::default();
         core.expire(&mut report);
+        if let Some(sockets) = sockets {
+            core.apply_sockets(sockets);
+        }
         if let Some(agg) = aggregate {
             core.decide(agg, &mut tracks, &mut report);
         }
@@ -1078,9 +1108,6 @@ impl Core {
         report: &mut TickReport,
     ) {
         let th = self.settings.attack.clone();
-        if self.settings.watch_sockets && self.ticks.is_multiple_of(4) {
-            self.watch_sockets();
-        }
         let syn_total = self.rates.syns_per_sec;
         let spoofed = self.rates.new_sources_per_sec >= th.new_sources_per_sec as f64
             || (syn_total >= th.syn_rate_total as f64 && attributable < syn_total * 0.5);
@@ -1204,14 +1231,12 @@ impl Core {
         }
     }
 
-    fn watch_sockets(&mut self) {
-        use crate::tcpstate::{Filter, StateSet, TcpState, listen_counters, snapshot};
-        if let Ok(s) = snapshot(&Filter::default().with_states(StateSet::of(&[TcpState::SynRecv])))
-        {
-            self.syn_recv = s.syn_recv;
+    fn apply_sockets(&mut self, sockets: Sockets) {
+        if let Some(n) = sockets.syn_recv {
+            self.syn_recv = n;
         }
-        if let Ok(c) = listen_counters() {
-            self.listen_overflows = Some(c.listen_overflows);
+        if let Some(n) = sockets.listen_overflows {
+            self.listen_overflows = Some(n);
         }
     }
 
