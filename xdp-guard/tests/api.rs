@@ -251,6 +251,10 @@ fn example(route: &RouteDoc) -> Req {
             route.path,
             r#"{"cidr": "192.0.2.10", "ttl_secs": 60, "reason": "example"}"#,
         ),
+        (HttpMethod::Post, "/v1/blocklist/batch") => Req::post(
+            route.path,
+            r#"{"cidrs": ["192.0.2.20", "192.0.2.32/27"], "ttl_secs": 60, "reason": "feed"}"#,
+        ),
         (HttpMethod::Post, "/v1/allowlist") => Req::post(
             route.path,
             r#"{"cidr": "203.0.113.0/24", "note": "example"}"#,
@@ -1381,6 +1385,74 @@ async fn full_blocklist_is_507() {
     assert_eq!(r.status, StatusCode::CREATED);
 }
 
+/// A batch is all or nothing: the first entry that fails is named by its position, with
+/// the status a single block would get, and nothing of the batch is applied.
+#[tokio::test]
+async fn a_batch_blocks_all_or_nothing() {
+    let b = bed("batch");
+    seed(&b);
+    let batch = |body: &str| Req::post("/v1/blocklist/batch", body).build();
+    let r = b
+        .send(batch(
+            r#"{"cidrs": ["192.0.2.1", "192.0.2.128/25", "2001:db8:7::/48", "192.0.2.1"], "ttl_secs": 60, "reason": "feed"}"#,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let entries = r.json()["entries"].as_array().expect("entries").clone();
+    assert_eq!(
+        entries.len(),
+        3,
+        "the duplicate is blocked once: {entries:?}"
+    );
+    assert!(entries.iter().all(|e| e["reason"] == "feed"));
+    for c in ["192.0.2.1/32", "192.0.2.128/25", "2001:db8:7::/48"] {
+        assert!(
+            b.dp.lock().expect("dp").blocks.contains_key(&b.net(c)),
+            "{c}"
+        );
+    }
+
+    let before = b.blocks();
+    for (body, status, needle) in [
+        (
+            r#"{"cidrs": ["203.0.113.1", "203.0.113.2", "198.51.100.7"]}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entry 2 of the batch: 198.51.100.7/32 overlaps the allowlist",
+        ),
+        (
+            r#"{"cidrs": ["203.0.113.1", "203.0.113.300"]}"#,
+            StatusCode::BAD_REQUEST,
+            "entry 1 of the batch",
+        ),
+        (
+            r#"{"cidrs": ["203.0.113.1"], "ttl_secs": 0}"#,
+            StatusCode::BAD_REQUEST,
+            "TTL",
+        ),
+        (r#"{"cidrs": []}"#, StatusCode::BAD_REQUEST, "1 to 10000"),
+        (
+            r#"{"cidr": "203.0.113.1"}"#,
+            StatusCode::BAD_REQUEST,
+            "cidr",
+        ),
+    ] {
+        b.send(batch(body)).await.assert_error(status, needle);
+        assert_eq!(b.blocks(), before, "{body}");
+    }
+
+    // Full part-way: the blocks written before the full one are taken back.
+    let free = b.dp.lock().expect("dp").blocks.len() + 2;
+    b.dp.lock().expect("dp").capacity = free;
+    b.send(batch(
+        r#"{"cidrs": ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"]}"#,
+    ))
+    .await
+    .assert_error(StatusCode::INSUFFICIENT_STORAGE, "entry 2 of the batch");
+    assert_eq!(b.blocks(), before);
+    // And nothing of it reached the disk: a restart sees the same list.
+    assert_eq!(bed_in(b.dir.clone(), 100_000, 16_384).blocks().0, before.0);
+}
+
 #[tokio::test]
 async fn storage_failures_are_500_without_details() {
     let first = bed("persistfail");
@@ -1393,6 +1465,10 @@ async fn storage_failures_are_500_without_details() {
     std::fs::create_dir_all(b.dir.join("state.journal")).expect("obstacle");
     for req in [
         Req::post("/v1/blocklist", r#"{"cidr": "192.0.2.2"}"#),
+        Req::post(
+            "/v1/blocklist/batch",
+            r#"{"cidrs": ["192.0.2.2", "192.0.2.3"]}"#,
+        ),
         Req::delete("/v1/blocklist/192.0.2.9"),
         Req::post("/v1/allowlist", r#"{"cidr": "203.0.113.0/24"}"#),
         Req::delete("/v1/allowlist/198.51.100.0%2F24"),

@@ -44,6 +44,26 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The status of a guard error; a batch entry's is its own error's.
+fn guard_status(e: &GuardError) -> StatusCode {
+    match e {
+        GuardError::InvalidCidr { .. }
+        | GuardError::HostBits { .. }
+        | GuardError::InvalidTtl(_)
+        | GuardError::BatchSize(_) => StatusCode::BAD_REQUEST,
+        GuardError::TooBroad { .. }
+        | GuardError::OverlapsAllowlist { .. }
+        | GuardError::Protected { .. }
+        | GuardError::Datapath(BpfError::TooManyV6Lengths(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+        GuardError::NotFound(_) => StatusCode::NOT_FOUND,
+        GuardError::Full(_) | GuardError::Datapath(BpfError::AllowlistFull) => {
+            StatusCode::INSUFFICIENT_STORAGE
+        }
+        GuardError::Persist(_) | GuardError::Datapath(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        GuardError::BatchEntry { source, .. } => guard_status(source),
+    }
+}
+
 impl ApiError {
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::Internal(detail.into())
@@ -51,24 +71,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Guard(e) => match e {
-                GuardError::InvalidCidr { .. }
-                | GuardError::HostBits { .. }
-                | GuardError::InvalidTtl(_) => StatusCode::BAD_REQUEST,
-                GuardError::TooBroad { .. }
-                | GuardError::OverlapsAllowlist { .. }
-                | GuardError::Protected { .. }
-                | GuardError::Datapath(BpfError::TooManyV6Lengths(_)) => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
-                GuardError::NotFound(_) => StatusCode::NOT_FOUND,
-                GuardError::Full(_) | GuardError::Datapath(BpfError::AllowlistFull) => {
-                    StatusCode::INSUFFICIENT_STORAGE
-                }
-                GuardError::Persist(_) | GuardError::Datapath(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-            },
+            Self::Guard(e) => guard_status(e),
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NoRoute(_) => StatusCode::NOT_FOUND,

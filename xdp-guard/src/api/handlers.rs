@@ -50,6 +50,7 @@ pub(super) fn method_router(endpoint: Endpoint, filter: MethodFilter) -> MethodR
         Endpoint::Offenders => on(filter, offenders),
         Endpoint::Blocklist => on(filter, blocklist),
         Endpoint::Block => on(filter, block),
+        Endpoint::BlockBatch => on(filter, block_batch),
         Endpoint::Unblock => on(filter, unblock),
         Endpoint::Allowlist => on(filter, allowlist),
         Endpoint::Allow => on(filter, allow),
@@ -253,6 +254,14 @@ struct BlockRequest {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct BlockBatchRequest {
+    cidrs: Vec<String>,
+    ttl_secs: Option<u64>,
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AllowRequest {
     cidr: String,
     note: Option<String>,
@@ -287,15 +296,7 @@ async fn block(
 ) -> Result<Response, ApiError> {
     let Json(req) =
         body.map_err(|r| ApiError::from_json_rejection(r, state.settings.max_body_bytes))?;
-    let ttl = match req.ttl_secs {
-        Some(secs) if secs > MAX_TTL_SECS => {
-            return Err(GuardError::InvalidTtl(format!(
-                "at most {MAX_TTL_SECS} seconds (ten years); leave ttl_secs out for a permanent block"
-            ))
-            .into());
-        }
-        other => other.map(Duration::from_secs),
-    };
+    let ttl = ttl(req.ttl_secs)?;
     let reason = check_text("reason", req.reason)?;
     let cidr = req.cidr;
     let record = with_guard(&state, move |g| g.block(&cidr, ttl, reason)).await??;
@@ -304,6 +305,32 @@ async fn block(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// `ttl_secs` as a duration; over ten years is an error, absent is permanent.
+fn ttl(secs: Option<u64>) -> Result<Option<Duration>, ApiError> {
+    match secs {
+        Some(secs) if secs > MAX_TTL_SECS => Err(GuardError::InvalidTtl(format!(
+            "at most {MAX_TTL_SECS} seconds (ten years); leave ttl_secs out for a permanent block"
+        ))
+        .into()),
+        other => Ok(other.map(Duration::from_secs)),
+    }
+}
+
+/// Many prefixes in one request, all or nothing ([`Guard::block_many`]): a feed, without one
+/// request (and one write of the per-peer limit) per prefix.
+async fn block_batch(
+    State(state): State<ApiState>,
+    body: Result<Json<BlockBatchRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) =
+        body.map_err(|r| ApiError::from_json_rejection(r, state.settings.max_body_bytes))?;
+    let ttl = ttl(req.ttl_secs)?;
+    let reason = check_text("reason", req.reason)?;
+    let cidrs = req.cidrs;
+    let entries = with_guard(&state, move |g| g.block_many(&cidrs, ttl, reason)).await??;
+    Ok((StatusCode::CREATED, Json(json!({ "entries": entries }))).into_response())
 }
 
 async fn unblock(

@@ -45,6 +45,7 @@ pub(crate) enum Endpoint {
     Offenders,
     Blocklist,
     Block,
+    BlockBatch,
     Unblock,
     Allowlist,
     Allow,
@@ -209,6 +210,35 @@ pub const ROUTES: &[RouteDoc] = &[
                  covering a protected network (loopback, the host, admin networks).",
             ),
             (507, "The blocklist is full."),
+        ],
+    },
+    RouteDoc {
+        method: HttpMethod::Post,
+        path: "/v1/blocklist/batch",
+        endpoint: Endpoint::BlockBatch,
+        summary: "Block many prefixes at once",
+        description: "A feed: every prefix in `cidrs` (1 to 10,000) with one TTL and reason, \
+                      all or nothing. Each is checked as a single block is; the first that \
+                      fails is named by its position, and nothing in the batch is applied. \
+                      The request counts once against the write limit; its size is bounded \
+                      by `api.max_body_bytes`.",
+        auth: true,
+        params: &[],
+        request: Some("BlockBatchRequest"),
+        status: 201,
+        response: Body::Json("BlockList"),
+        errors: &[
+            (
+                400,
+                "A prefix that does not parse or has host bits set, a bad TTL, or no prefixes \
+                 or more than 10,000.",
+            ),
+            (
+                422,
+                "A prefix broader than the configured minimum, overlapping the allowlist, or \
+                 covering a protected network.",
+            ),
+            (507, "The blocklist would be full."),
         ],
     },
     RouteDoc {
@@ -506,6 +536,14 @@ fn schemas() -> Value {
     let ms = json!({ "type": "integer", "minimum": 0, "description": "Milliseconds since the Unix epoch" });
     let nullable_ms = json!({ "type": "integer", "minimum": 0, "nullable": true, "description": "Milliseconds since the Unix epoch; null for never" });
     let origin = json!({ "type": "string", "enum": ["manual", "auto", "config"] });
+    let ttl_secs = json!({
+        "type": "integer", "minimum": 1, "maximum": super::handlers::MAX_TTL_SECS,
+        "description": "Block length in seconds; absent for a permanent block.",
+    });
+    let reason = json!({
+        "type": "string", "maxLength": super::handlers::MAX_TEXT_CHARS,
+        "description": "Shown in the list and the log; \"manual\" when absent.",
+    });
     let list = |item: &str, key: &str| {
         all_required(json!({
             (key): { "type": "array", "items": { "$ref": format!("#/components/schemas/{item}") } }
@@ -520,14 +558,17 @@ fn schemas() -> Value {
         })),
         "BlockRequest": object(&["cidr"], json!({
             "cidr": { "type": "string", "description": "Address or canonical prefix; host bits set is an error." },
-            "ttl_secs": {
-                "type": "integer", "minimum": 1, "maximum": super::handlers::MAX_TTL_SECS,
-                "description": "Block length in seconds; absent for a permanent block.",
+            "ttl_secs": ttl_secs,
+            "reason": reason,
+        })),
+        "BlockBatchRequest": object(&["cidrs"], json!({
+            "cidrs": {
+                "type": "array", "minItems": 1, "maxItems": crate::controller::MAX_BATCH,
+                "items": { "type": "string" },
+                "description": "Addresses or canonical prefixes; a prefix given twice is blocked once.",
             },
-            "reason": {
-                "type": "string", "maxLength": super::handlers::MAX_TEXT_CHARS,
-                "description": "Shown in the list and the log; \"manual\" when absent.",
-            },
+            "ttl_secs": ttl_secs,
+            "reason": reason,
         })),
         "AllowRequest": object(&["cidr"], json!({
             "cidr": { "type": "string", "description": "Address or canonical prefix; host bits set is an error." },

@@ -63,7 +63,18 @@ pub enum GuardError {
     Persist(#[from] StoreError),
     #[error("datapath: {0}")]
     Datapath(BpfError),
+    #[error("entry {index} of the batch: {source}; nothing in the batch was applied")]
+    BatchEntry {
+        /// From 0, in the order given.
+        index: usize,
+        source: Box<GuardError>,
+    },
+    #[error("a batch holds 1 to {MAX_BATCH} prefixes; this one had {0}")]
+    BatchSize(usize),
 }
+
+/// Most prefixes one [`Guard::block_many`] takes.
+pub const MAX_BATCH: usize = 10_000;
 
 impl From<BpfError> for GuardError {
     fn from(e: BpfError) -> Self {
@@ -546,17 +557,7 @@ impl Guard {
         let net = parse_cidr(cidr)?;
         let mut core = self.lock();
         core.check_blockable(&net)?;
-        if let Some(t) = ttl {
-            if t.is_zero() {
-                return Err(GuardError::InvalidTtl("must be at least one second".into()));
-            }
-            if t > MAX_TTL {
-                return Err(GuardError::InvalidTtl(format!(
-                    "at most {} (ten years); omit it for a permanent block",
-                    humantime::format_duration(MAX_TTL)
-                )));
-            }
-        }
+        check_ttl(ttl)?;
         let now = core.now_ms();
         let record = BlockRecord {
             cidr: net,
@@ -575,6 +576,80 @@ impl Guard {
             until(record.expires_at_ms)
         );
         Ok(record)
+    }
+
+    /// Block every prefix of `cidrs` (a feed), all or nothing: each is checked as
+    /// [`Guard::block`] would, then all go to the dataplane and into one journal append. An
+    /// error names the entry, and leaves the lists, the kernel and the disk as they were. A
+    /// prefix given twice is blocked once.
+    pub fn block_many(
+        &self,
+        cidrs: &[String],
+        ttl: Option<Duration>,
+        reason: Option<String>,
+    ) -> Result<Vec<BlockRecord>, GuardError> {
+        if cidrs.is_empty() || cidrs.len() > MAX_BATCH {
+            return Err(GuardError::BatchSize(cidrs.len()));
+        }
+        let entry = |index: usize| {
+            move |e: GuardError| GuardError::BatchEntry {
+                index,
+                source: Box::new(e),
+            }
+        };
+        let mut nets = Vec::with_capacity(cidrs.len());
+        let mut seen = std::collections::HashSet::with_capacity(cidrs.len());
+        for (i, c) in cidrs.iter().enumerate() {
+            let net = parse_cidr(c).map_err(entry(i))?;
+            if seen.insert(net) {
+                nets.push((i, net));
+            }
+        }
+        check_ttl(ttl)?;
+        let mut core = self.lock();
+        for (i, net) in &nets {
+            core.check_blockable(net).map_err(entry(*i))?;
+        }
+        let now = core.now_ms();
+        let reason = reason.unwrap_or_else(|| "manual".into());
+        let records: Vec<BlockRecord> = nets
+            .iter()
+            .map(|(_, net)| BlockRecord {
+                cidr: *net,
+                expires_at_ms: ttl.map(|t| now + t.as_millis() as u64),
+                reason: reason.clone(),
+                origin: Origin::Manual,
+                offences: core.offences.get(net).map(|o| o.count).unwrap_or(0),
+                created_at_ms: now,
+            })
+            .collect();
+        // Kernel first, then memory and disk; any failure puts back what was there.
+        let mut applied: Vec<(IpNet, Option<BlockRecord>)> = Vec::with_capacity(records.len());
+        for ((i, _), record) in nets.iter().zip(&records) {
+            let prev = core.blocks.get(&record.cidr).cloned();
+            if let Err(e) = core
+                .dp
+                .block(record.cidr, wall_ms_to_mono(record.expires_at_ms))
+            {
+                core.put_back(applied);
+                return Err(entry(*i)(e.into()));
+            }
+            core.blocks.insert(record.cidr, record.clone());
+            applied.push((record.cidr, prev));
+        }
+        let changes: Vec<Change> = records.iter().cloned().map(Change::Block).collect();
+        if let Err(e) = core.record(&changes) {
+            core.put_back(applied);
+            return Err(e);
+        }
+        core.grace
+            .retain(|g, _| !nets.iter().any(|(_, net)| overlaps(g, net)));
+        log::info!(
+            "blocked {} prefixes ({reason}) until {}",
+            records.len(),
+            until(records[0].expires_at_ms)
+        );
+        Ok(records)
     }
 
     pub fn unblock(&self, cidr: &str) -> Result<BlockRecord, GuardError> {
@@ -868,6 +943,18 @@ pub fn spoof_budget_per_window(per_sec: u32, window_ns: u64) -> u32 {
     per_window.clamp(1, u64::from(u32::MAX)) as u32
 }
 
+/// A block's TTL: at least a second, at most [`MAX_TTL`] (`None`, permanent, is fine).
+fn check_ttl(ttl: Option<Duration>) -> Result<(), GuardError> {
+    match ttl {
+        Some(t) if t.is_zero() => Err(GuardError::InvalidTtl("must be at least one second".into())),
+        Some(t) if t > MAX_TTL => Err(GuardError::InvalidTtl(format!(
+            "at most {} (ten years); omit it for a permanent block",
+            humantime::format_duration(MAX_TTL)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn until(ms: Option<u64>) -> String {
     match ms {
         None => "forever".into(),
@@ -968,13 +1055,10 @@ impl Core {
         changes
     }
 
-    /// Kernel first, then durable state; if saving fails, the kernel goes back to what it was.
-    fn insert_block(&mut self, record: BlockRecord) -> Result<(), GuardError> {
-        let net = record.cidr;
-        let prev = self.blocks.get(&net).cloned();
-        self.dp.block(net, wall_ms_to_mono(record.expires_at_ms))?;
-        self.blocks.insert(net, record.clone());
-        if let Err(e) = self.record(&[Change::Block(record)]) {
+    /// Undo a batch's blocks, last first: each prefix's earlier block comes back (kernel and
+    /// memory), or the prefix is unblocked.
+    fn put_back(&mut self, applied: Vec<(IpNet, Option<BlockRecord>)>) {
+        for (net, prev) in applied.into_iter().rev() {
             match prev {
                 Some(p) => {
                     let _ = self.dp.block(net, wall_ms_to_mono(p.expires_at_ms));
@@ -985,6 +1069,17 @@ impl Core {
                     self.blocks.remove(&net);
                 }
             }
+        }
+    }
+
+    /// Kernel first, then durable state; if saving fails, the kernel goes back to what it was.
+    fn insert_block(&mut self, record: BlockRecord) -> Result<(), GuardError> {
+        let net = record.cidr;
+        let prev = self.blocks.get(&net).cloned();
+        self.dp.block(net, wall_ms_to_mono(record.expires_at_ms))?;
+        self.blocks.insert(net, record.clone());
+        if let Err(e) = self.record(&[Change::Block(record)]) {
+            self.put_back(vec![(net, prev)]);
             return Err(e);
         }
         Ok(())

@@ -22,7 +22,8 @@ use xdp_guard_common::{
 };
 
 pub use self::guard::{
-    Guard, GuardError, Offender, Settings, StatsSnapshot, TickReport, spoof_budget_per_window,
+    Guard, GuardError, MAX_BATCH, Offender, Settings, StatsSnapshot, TickReport,
+    spoof_budget_per_window,
 };
 use crate::bpf::{BpfError, CounterMaps, Datapath, SourceTotals};
 
