@@ -17,7 +17,7 @@ use axum::{
     http::{StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{delete, get},
+    routing::{delete, get, post},
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -80,6 +80,13 @@ struct Port {
 #[derive(Deserialize)]
 struct BlockBody {
     cidr: String,
+    ttl_secs: Option<u64>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BlockBatchBody {
+    cidrs: Vec<String>,
     ttl_secs: Option<u64>,
     reason: Option<String>,
 }
@@ -182,6 +189,20 @@ fn router(stub: Shared) -> Router {
                     let ttl = b.ttl_secs.map(Duration::from_secs);
                     match s.guard.block(&b.cidr, ttl, b.reason) {
                         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
+                        Err(e) => guard_error(e),
+                    }
+                },
+            ),
+        )
+        .route(
+            "/blocklist/batch",
+            post(
+                |State(s): State<Shared>, Json(b): Json<BlockBatchBody>| async move {
+                    let ttl = b.ttl_secs.map(Duration::from_secs);
+                    match s.guard.block_many(&b.cidrs, ttl, b.reason) {
+                        Ok(r) => {
+                            (StatusCode::CREATED, Json(json!({ "entries": r }))).into_response()
+                        }
                         Err(e) => guard_error(e),
                     }
                 },
@@ -592,6 +613,37 @@ async fn dispatch_runs_client_commands() {
     cli::dispatch(run(&["unblock", "203.0.113.0/24"]))
         .await
         .unwrap();
+    assert!(server.stub.guard.blocklist().is_empty());
+    // A feed: all of it, or (one prefix refused) none of it.
+    let feed = server.dir.join("feed.txt");
+    std::fs::write(
+        &feed,
+        "# feed\n198.51.100.0/25\n198.51.100.128/25 # second half\n",
+    )
+    .unwrap();
+    cli::dispatch(run(&[
+        "block",
+        "--file",
+        &feed.display().to_string(),
+        "--ttl",
+        "1h",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(server.stub.guard.blocklist().len(), 2);
+    std::fs::write(&feed, "203.0.113.0/24\n0.0.0.0/0\n").unwrap();
+    let e = cli::dispatch(run(&["block", "--file", &feed.display().to_string()]))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("422: entry 1 of the batch: 0.0.0.0/0 is broader than /8"),
+        "{e}"
+    );
+    assert_eq!(server.stub.guard.blocklist().len(), 2);
+    for c in ["198.51.100.0/25", "198.51.100.128/25"] {
+        cli::dispatch(run(&["unblock", c])).await.unwrap();
+    }
     assert!(server.stub.guard.blocklist().is_empty());
     cli::dispatch(run(&["allow", "192.0.2.1", "--note", "me"]))
         .await

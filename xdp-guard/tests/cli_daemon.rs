@@ -120,6 +120,30 @@ fn cli_commands_and_top_in_tmux_against_a_live_daemon() {
         !again.status.success() && String::from_utf8_lossy(&again.stderr).contains("404"),
         "{again:?}"
     );
+    // A feed file: one batch request, all or nothing, through the real datapath and store.
+    let feed = work.log().with_file_name("feed.txt");
+    std::fs::write(&feed, "# feed\n203.0.113.0/25\n2001:db8:99::/48 # v6\n").expect("feed");
+    let feed_arg = feed.display().to_string();
+    let out = cli(srv, &token, &["block", "--file", &feed_arg, "--ttl", "10m"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("blocked 2 prefixes"), "{out:?}");
+    std::fs::write(&feed, "203.0.113.128/25\n198.18.0.0/15\n").expect("feed");
+    let refused = cli(srv, &token, &["block", "--file", &feed_arg]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("entry 1 of the batch"),
+        "{err}"
+    );
+    let list = stdout(&cli(srv, &token, &["list"]));
+    assert!(
+        list.contains("203.0.113.0/25")
+            && list.contains("2001:db8:99::/48")
+            && !list.contains("203.0.113.128/25"),
+        "{list}"
+    );
+    for c in ["203.0.113.0/25", "2001:db8:99::/48"] {
+        assert!(cli(srv, &token, &["unblock", c]).status.success());
+    }
 
     // A tracked source below the block threshold, for `top` to show.
     let mut syns = atk

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use super::{
     CliError,
     wire::{
-        AllowList, AllowRequest, AuditList, BlockList, BlockRequest, Connections, ErrorBody,
-        Health, OffenderList, Stats,
+        AllowList, AllowRequest, AuditList, BlockBatchRequest, BlockList, BlockRequest,
+        Connections, ErrorBody, Health, OffenderList, Stats,
     },
 };
 use crate::{
@@ -127,8 +127,7 @@ impl Client {
     ) -> Result<BlockRecord, CliError> {
         let request = BlockRequest {
             cidr,
-            // Rounded up, so a sub-second TTL is never sent as a zero.
-            ttl_secs: ttl.map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0)),
+            ttl_secs: whole_secs(ttl),
             reason,
         };
         let body = serde_json::to_value(&request).map_err(|e| CliError::Decode {
@@ -139,6 +138,28 @@ impl Client {
             .send(Method::POST, "/v1/blocklist", Some(body), true)
             .await?;
         decode(&self.url("/v1/blocklist"), &text)
+    }
+
+    /// Blocks every prefix of `cidrs` in one request, all or nothing.
+    pub async fn block_many(
+        &self,
+        cidrs: &[String],
+        ttl: Option<Duration>,
+        reason: Option<&str>,
+    ) -> Result<Vec<BlockRecord>, CliError> {
+        const PATH: &str = "/v1/blocklist/batch";
+        let request = BlockBatchRequest {
+            cidrs,
+            ttl_secs: whole_secs(ttl),
+            reason,
+        };
+        let body = serde_json::to_value(&request).map_err(|e| CliError::Decode {
+            url: self.url(PATH),
+            reason: e.to_string(),
+        })?;
+        let text = self.send(Method::POST, PATH, Some(body), true).await?;
+        let list: BlockList = decode(&self.url(PATH), &text)?;
+        Ok(list.entries)
     }
 
     pub async fn unblock(&self, cidr: &str) -> Result<(), CliError> {
@@ -314,6 +335,11 @@ pub fn encode_segment(s: &str) -> String {
         }
     }
     out
+}
+
+/// A TTL in whole seconds, rounded up so that a sub-second TTL is never sent as a zero.
+fn whole_secs(ttl: Option<Duration>) -> Option<u64> {
+    ttl.map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0))
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ pub enum Command {
     Run(RunArgs),
     /// Live view of the top SYN sources (full screen; --once prints one frame).
     Top(TopArgs),
-    /// Block an address or prefix.
+    /// Block an address or prefix, or (--file) every prefix of a feed, all or nothing.
     Block(BlockArgs),
     /// Remove a block.
     Unblock {
@@ -174,7 +174,12 @@ pub struct TopArgs {
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct BlockArgs {
     /// Address or prefix (e.g. 192.0.2.7, 198.51.100.0/24, 2001:db8::/48).
-    pub cidr: String,
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub cidr: Option<String>,
+    /// A file of prefixes, one per line (`#` starts a comment), blocked in one request: all
+    /// of them or, if one is refused, none.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
     /// Block length ("90s", "10m", "2h"); permanent without it.
     #[arg(long, value_parser = parse_ttl, value_name = "DURATION")]
     pub ttl: Option<Duration>,
@@ -303,6 +308,36 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The prefixes of a feed file: one per line, `#` to the end of a line is a comment, blank
+/// lines are skipped. Every line is checked here first, so a typo is named by its line and
+/// nothing reaches the daemon.
+pub fn read_feed(path: &std::path::Path) -> Result<Vec<String>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::FeedFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut cidrs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        crate::controller::parse_cidr(entry).map_err(|e| CliError::FeedLine {
+            path: path.to_path_buf(),
+            line: n + 1,
+            reason: e.to_string(),
+        })?;
+        cidrs.push(entry.to_owned());
+    }
+    if cidrs.is_empty() || cidrs.len() > crate::controller::MAX_BATCH {
+        return Err(CliError::FeedSize {
+            path: path.to_path_buf(),
+            count: cidrs.len(),
+        });
+    }
+    Ok(cidrs)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("invalid API URL {url:?}: {reason}")]
@@ -350,6 +385,24 @@ pub enum CliError {
     Terminal(#[source] io::Error),
     #[error("writing output: {0}")]
     Output(#[source] io::Error),
+    #[error("{}: {source}", path.display())]
+    FeedFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} line {line}: {reason}; nothing was sent", path.display())]
+    FeedLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error(
+        "{} holds {count} prefixes; one request takes 1 to {}: split the file",
+        path.display(),
+        crate::controller::MAX_BATCH
+    )]
+    FeedSize { path: PathBuf, count: usize },
     /// `run` and `detach` belong to the daemon side; main.rs handles them.
     #[error("`xdp-guard {0}` is not handled by the CLI dispatcher")]
     NotHere(&'static str),
@@ -402,12 +455,27 @@ async fn execute(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Run(_) => Err(CliError::NotHere("run")),
         Command::Detach { .. } => Err(CliError::NotHere("detach")),
         Command::Top(args) => top::run(&client()?, &args).await,
-        Command::Block(args) => {
-            let record = client()?
-                .block(&args.cidr, args.ttl, args.reason.as_deref())
-                .await?;
-            emit(&block_line(&record, model::now_ms()))
-        }
+        Command::Block(args) => match (&args.file, &args.cidr) {
+            (Some(file), _) => {
+                let cidrs = read_feed(file)?;
+                let records = client()?
+                    .block_many(&cidrs, args.ttl, args.reason.as_deref())
+                    .await?;
+                emit(&format!(
+                    "blocked {} prefixes from {}\n",
+                    records.len(),
+                    file.display()
+                ))
+            }
+            (None, Some(cidr)) => {
+                let record = client()?
+                    .block(cidr, args.ttl, args.reason.as_deref())
+                    .await?;
+                emit(&block_line(&record, model::now_ms()))
+            }
+            // clap requires one of the two.
+            (None, None) => Err(CliError::NotHere("block without a prefix")),
+        },
         Command::Unblock { cidr } => {
             client()?.unblock(&cidr).await?;
             emit(&format!("unblocked {cidr}\n"))

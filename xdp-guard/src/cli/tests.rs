@@ -139,6 +139,62 @@ fn ttl_is_a_human_duration() {
 }
 
 #[test]
+fn block_takes_a_prefix_or_a_file_not_both() {
+    let Command::Block(args) = parse(&["block", "--file", "feed.txt", "--ttl", "1h"]).command
+    else {
+        panic!("not block");
+    };
+    assert_eq!(args.cidr, None);
+    assert_eq!(args.file.as_deref(), Some(std::path::Path::new("feed.txt")));
+    assert_eq!(
+        parse_err(&["block", "192.0.2.1", "--file", "feed.txt"]).kind(),
+        ErrorKind::ArgumentConflict
+    );
+    assert_eq!(
+        parse_err(&["block"]).kind(),
+        ErrorKind::MissingRequiredArgument
+    );
+}
+
+#[test]
+fn a_feed_file_is_checked_line_by_line_before_anything_is_sent() {
+    let dir = std::env::temp_dir().join(format!("xg-feed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("feed.txt");
+    std::fs::write(
+        &file,
+        "# scanners, from the weekly list\n192.0.2.7\n\n  198.51.100.0/24  # a /24\n2001:db8::/48\n",
+    )
+    .expect("write");
+    assert_eq!(
+        read_feed(&file).expect("feed"),
+        ["192.0.2.7", "198.51.100.0/24", "2001:db8::/48"]
+    );
+    std::fs::write(&file, "192.0.2.7\n# ok\n198.51.100.1/24\n").expect("write");
+    let e = read_feed(&file).expect_err("host bits");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("feed.txt line 3")
+            && msg.contains("198.51.100.0/24")
+            && msg.contains("nothing was sent"),
+        "{msg}"
+    );
+    std::fs::write(&file, "# nothing\n").expect("write");
+    assert!(matches!(
+        read_feed(&file),
+        Err(CliError::FeedSize { count: 0, .. })
+    ));
+    let missing = dir.join("missing.txt");
+    assert!(
+        read_feed(&missing)
+            .expect_err("missing")
+            .to_string()
+            .contains("missing.txt")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_durations_are_clap_errors_naming_the_flag() {
     for (args, needle) in [
         (

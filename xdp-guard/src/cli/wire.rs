@@ -125,6 +125,15 @@ pub(super) struct BlockRequest<'a> {
 }
 
 #[derive(Serialize)]
+pub(super) struct BlockBatchRequest<'a> {
+    pub cidrs: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
 pub(super) struct AllowRequest<'a> {
     pub cidr: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
