@@ -1027,7 +1027,7 @@ fn ticks_markdown(ticks: &[controller::TickWait], secs: f64) -> String {
 
 fn store_markdown(s: &store::Report) -> String {
     format!(
-        "`Guard::block` (what `POST /v1/blocklist` does: validate, write the dataplane, append one journal line and fsync it, fold the journal into a snapshot when due) for {calls} new /32s, on `controller::MemoryDataplane` so the figures are the store's, in the state directory under {tmp}. Before the journal every change rewrote the whole state; the last row is one such rewrite ({bytes:.1} MB of JSON for {n} blocks, written to a temp file, fsynced, renamed, directory fsynced). The journal is folded into a new snapshot once it holds as many lines as the snapshot has entries (at least 1,024), so with {n} blocks saved one change in {n} also pays one such rewrite: none did among these calls.\n\n| case | runs | min ms | median ms | p99 ms | max ms | median x none saved |\n|---|---:|---:|---:|---:|---:|---:|\n| one block, none saved before | {calls} | {:.2} | {:.2} | {:.2} | {:.2} | 1.000 |\n| one block, {n} saved before | {calls} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} |\n| the whole state rewritten once ({n} blocks) | {runs} | {:.1} | {:.1} | - | {:.1} | {:.1} |\n\n",
+        "`Guard::block` (what `POST /v1/blocklist` does: validate, write the dataplane, append one journal line and fsync it, fold the journal into a snapshot when due) for {calls} new /32s, on `controller::MemoryDataplane` so the figures are the store's, in the state directory under {tmp}. Before the journal every change rewrote the whole state; the last row is one such rewrite ({bytes:.1} MB of JSON for {n} blocks, written to a temp file, fsynced, renamed, directory fsynced). The journal is folded into a new snapshot once it holds as many lines as the snapshot has entries (at least 1,024), so with {n} blocks saved one change in {n} also pays one such rewrite: none did among these calls.\n\n| case | runs | min ms | median ms | p99 ms | max ms | median x none saved |\n|---|---:|---:|---:|---:|---:|---:|\n| one block, none saved before | {calls} | {:.2} | {:.2} | {:.2} | {:.2} | 1.000 |\n| one block, {n} saved before | {calls} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} |\n| the whole state rewritten once ({n} blocks) | {runs} | {:.1} | {:.1} | - | {:.1} | {:.1} |\n| one batch of {batch} new prefixes ({n} saved before; `Guard::block_many`) | {runs} | {:.1} | {:.1} | - | {:.1} | {:.1} |\n\n",
         s.empty_ms.min,
         s.empty_ms.median,
         s.empty_p99_ms,
@@ -1041,6 +1041,11 @@ fn store_markdown(s: &store::Report) -> String {
         s.rewrite_ms.median,
         s.rewrite_ms.max,
         ratio(s.rewrite_ms.median, s.empty_ms.median),
+        s.batch_ms.min,
+        s.batch_ms.median,
+        s.batch_ms.max,
+        ratio(s.batch_ms.median, s.empty_ms.median),
+        batch = store::BATCH,
         calls = s.calls,
         n = s.existing,
         runs = s.rewrite_runs,

@@ -1,7 +1,8 @@
 //! Durable changes with a large blocklist: what one `Guard::block` (the API's `POST
 //! /v1/blocklist`) costs with 100,000 blocks already saved, against the same call with none
 //! saved, and against rewriting the whole state once (what every change cost before the
-//! journal). The guard runs on [`MemoryDataplane`], so the figures are the store's.
+//! journal); and one `Guard::block_many` of 10,000 prefixes (`POST /v1/blocklist/batch`). The
+//! guard runs on [`MemoryDataplane`], so the figures are the controller's and the store's.
 
 use std::{
     net::Ipv4Addr,
@@ -23,7 +24,7 @@ pub struct Options {
     pub existing: u32,
     /// Measured calls per case.
     pub calls: u32,
-    /// Whole-state rewrites timed.
+    /// Whole-state rewrites timed, and batches.
     pub rewrites: usize,
 }
 
@@ -47,6 +48,9 @@ pub struct Report {
     /// Milliseconds per block call with `existing` blocks saved.
     pub full_ms: Spread,
     pub full_p99_ms: f64,
+    /// Milliseconds per `Guard::block_many` of [`BATCH`] new prefixes with `existing` saved.
+    pub batch_ms: Spread,
+    pub batch_runs: usize,
     /// Milliseconds to write the whole state of `existing` blocks as one snapshot.
     pub rewrite_ms: Spread,
     pub rewrite_runs: usize,
@@ -105,6 +109,36 @@ fn block_calls(tag: &str, state: &State, calls: u32) -> Result<Vec<f64>, String>
     Ok(ms)
 }
 
+/// Prefixes per measured batch: the most one request takes.
+pub const BATCH: u32 = crate::controller::MAX_BATCH as u32;
+
+/// `runs` batches of [`BATCH`] new /32s (from 13.0.0.0) through a guard started on `state`;
+/// the milliseconds of each.
+fn batch_calls(state: &State, runs: usize) -> Result<Vec<f64>, String> {
+    let d = dir("batch").map_err(|e| e.to_string())?;
+    let mut store = Store::new(d.0.join("state.json"));
+    store.save(state).map_err(|e| e.to_string())?;
+    let guard = Guard::new(
+        Box::new(Arc::new(Mutex::new(MemoryDataplane::new()))),
+        store,
+        Settings::for_tests(&d.0),
+        "native",
+    )
+    .map_err(|e| e.to_string())?;
+    let mut ms = Vec::with_capacity(runs);
+    for run in 0..runs as u32 {
+        let cidrs: Vec<String> = (0..BATCH)
+            .map(|i| Ipv4Addr::from(0x0d00_0000 + run * BATCH + i).to_string())
+            .collect();
+        let t = Instant::now();
+        guard
+            .block_many(&cidrs, Some(Duration::from_secs(3600)), None)
+            .map_err(|e| format!("batch {run}: {e}"))?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(ms)
+}
+
 fn p99(samples: &mut [f64]) -> f64 {
     samples.sort_by(|a, b| a.total_cmp(b));
     samples
@@ -120,6 +154,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     };
     let mut empty = block_calls("empty", &State::default(), opts.calls)?;
     let mut with = block_calls("full", &full, opts.calls)?;
+    let mut batch = batch_calls(&full, opts.rewrites)?;
 
     let d = dir("rewrite").map_err(|e| e.to_string())?;
     let mut store = Store::new(d.0.join("state.json"));
@@ -139,6 +174,8 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         empty_ms: Spread::of(&mut empty),
         full_p99_ms: p99(&mut with),
         full_ms: Spread::of(&mut with),
+        batch_ms: Spread::of(&mut batch),
+        batch_runs: opts.rewrites,
         rewrite_ms: Spread::of(&mut rewrite),
         rewrite_runs: opts.rewrites,
         snapshot_bytes,
