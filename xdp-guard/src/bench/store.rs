@@ -84,9 +84,14 @@ fn record(i: u32) -> BlockRecord {
     }
 }
 
-/// `calls` blocks of new /32s (from 12.0.0.0) through a guard started on `state`; the
-/// milliseconds of each call.
-fn block_calls(tag: &str, state: &State, calls: u32) -> Result<Vec<f64>, String> {
+/// A guard started on `state` (saved first, as a snapshot) in a fresh directory, and `n`
+/// calls of `call` on it: the milliseconds of each.
+fn timed_on(
+    tag: &str,
+    state: &State,
+    n: u32,
+    mut call: impl FnMut(&Guard, u32) -> Result<(), String>,
+) -> Result<Vec<f64>, String> {
     let d = dir(tag).map_err(|e| e.to_string())?;
     let mut store = Store::new(d.0.join("state.json"));
     store.save(state).map_err(|e| e.to_string())?;
@@ -97,46 +102,48 @@ fn block_calls(tag: &str, state: &State, calls: u32) -> Result<Vec<f64>, String>
         "native",
     )
     .map_err(|e| e.to_string())?;
-    let mut ms = Vec::with_capacity(calls as usize);
-    for i in 0..calls {
-        let cidr = Ipv4Addr::from(0x0c00_0000 + i).to_string();
+    let mut ms = Vec::with_capacity(n as usize);
+    for i in 0..n {
         let t = Instant::now();
-        guard
-            .block(&cidr, Some(Duration::from_secs(3600)), None)
-            .map_err(|e| format!("blocking {cidr}: {e}"))?;
+        call(&guard, i)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     Ok(ms)
+}
+
+const TTL: Option<Duration> = Some(Duration::from_secs(3600));
+
+/// `calls` blocks of new /32s (from 12.0.0.0) through a guard started on `state`; the
+/// milliseconds of each call.
+fn block_calls(tag: &str, state: &State, calls: u32) -> Result<Vec<f64>, String> {
+    timed_on(tag, state, calls, |guard, i| {
+        let cidr = Ipv4Addr::from(0x0c00_0000 + i).to_string();
+        guard
+            .block(&cidr, TTL, None)
+            .map(drop)
+            .map_err(|e| format!("blocking {cidr}: {e}"))
+    })
 }
 
 /// Prefixes per measured batch: the most one request takes.
 pub const BATCH: u32 = crate::controller::MAX_BATCH as u32;
 
 /// `runs` batches of [`BATCH`] new /32s (from 13.0.0.0) through a guard started on `state`;
-/// the milliseconds of each.
-fn batch_calls(state: &State, runs: usize) -> Result<Vec<f64>, String> {
-    let d = dir("batch").map_err(|e| e.to_string())?;
-    let mut store = Store::new(d.0.join("state.json"));
-    store.save(state).map_err(|e| e.to_string())?;
-    let guard = Guard::new(
-        Box::new(Arc::new(Mutex::new(MemoryDataplane::new()))),
-        store,
-        Settings::for_tests(&d.0),
-        "native",
-    )
-    .map_err(|e| e.to_string())?;
-    let mut ms = Vec::with_capacity(runs);
-    for run in 0..runs as u32 {
-        let cidrs: Vec<String> = (0..BATCH)
-            .map(|i| Ipv4Addr::from(0x0d00_0000 + run * BATCH + i).to_string())
-            .collect();
-        let t = Instant::now();
+/// the milliseconds of each. Only the call is timed, not building the list.
+fn batch_calls(state: &State, runs: u32) -> Result<Vec<f64>, String> {
+    let batches: Vec<Vec<String>> = (0..runs)
+        .map(|run| {
+            (0..BATCH)
+                .map(|i| Ipv4Addr::from(0x0d00_0000 + run * BATCH + i).to_string())
+                .collect()
+        })
+        .collect();
+    timed_on("batch", state, runs, |guard, run| {
         guard
-            .block_many(&cidrs, Some(Duration::from_secs(3600)), None)
-            .map_err(|e| format!("batch {run}: {e}"))?;
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    Ok(ms)
+            .block_many(&batches[run as usize], TTL, None)
+            .map(drop)
+            .map_err(|e| format!("batch {run}: {e}"))
+    })
 }
 
 fn p99(samples: &mut [f64]) -> f64 {
@@ -154,7 +161,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     };
     let mut empty = block_calls("empty", &State::default(), opts.calls)?;
     let mut with = block_calls("full", &full, opts.calls)?;
-    let mut batch = batch_calls(&full, opts.rewrites)?;
+    let mut batch = batch_calls(&full, opts.rewrites as u32)?;
 
     let d = dir("rewrite").map_err(|e| e.to_string())?;
     let mut store = Store::new(d.0.join("state.json"));
