@@ -409,10 +409,6 @@ fn read_sockets() -> Sockets {
     }
 }
 
-fn lock_tracks(tracks: &Mutex<Tracks>) -> std::sync::MutexGuard<'_, Tracks> {
-    tracks.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 struct Core {
     dp: Box<dyn Dataplane>,
     store: Store,
@@ -542,9 +538,7 @@ impl Guard {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
-        // A panic while holding the lock leaves consistent-enough state (every mutation
-        // rolls back before returning an error); keep serving rather than poison forever.
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+        super::lock(&self.core)
     }
 
     /// Block a prefix. `ttl: None` is permanent. Re-blocking an entry replaces it.
@@ -734,7 +728,7 @@ impl Guard {
 
     /// Tracked sources, highest current SYN rate first.
     pub fn offenders(&self, limit: usize) -> Vec<Offender> {
-        let tracks = lock_tracks(&self.tracks);
+        let tracks = super::lock(&self.tracks);
         let core = self.lock();
         let prefix = core.settings.ipv6_prefix_len;
         // The first `limit` by rate, then by SYNs, before building anything per source:
@@ -852,7 +846,7 @@ impl Guard {
     /// Track `peers` in the program so the spoof guard lets them through (the controller
     /// feeds it the handshaken clients of the protected ports while the guard is on).
     pub fn track_clients(&self, peers: &[IpAddr]) {
-        let tracks = lock_tracks(&self.tracks);
+        let tracks = super::lock(&self.tracks);
         self.lock().track_peers(peers, &tracks);
     }
 
@@ -892,7 +886,7 @@ impl Guard {
         // Every fourth tick, the SYN_RECV count and the listen overflows (sock_diag dumps walk
         // the whole socket table): also before the lock.
         let sockets = watch.then(read_sockets);
-        let mut tracks = lock_tracks(&self.tracks);
+        let mut tracks = super::lock(&self.tracks);
         let t = Instant::now();
         let reading = reading.unwrap_or_else(|| self.lock().read_counters());
         let read_locked = if self.reader.is_some() {

@@ -281,8 +281,11 @@ impl<D: Dataplane + 'static> CounterReader for Arc<Mutex<D>> {
     }
 }
 
-fn lock<D>(dp: &Mutex<D>) -> std::sync::MutexGuard<'_, D> {
-    dp.lock().unwrap_or_else(|p| p.into_inner())
+/// Lock `m`, poisoned or not: a panic while holding one of the controller's locks leaves
+/// consistent-enough state (every mutation rolls back before returning an error); keep
+/// serving rather than fail every later call.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
