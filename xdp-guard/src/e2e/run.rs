@@ -308,6 +308,23 @@ pub(super) fn legit_addrs() -> Vec<Ipv4Addr> {
 pub(super) type PollHook<'h> = dyn FnMut(&Bed, &Daemon, Duration) + 'h;
 
 impl Ctx {
+    /// A scenario that is about xdp-guard alone: "n/a" rows for the other two modes, the bed
+    /// prepared for xdp-guard, and a daemon with the default thresholds in the run's
+    /// directory (returned too, for a restart).
+    pub(super) fn xdp_guard_only(
+        &mut self,
+        scenario: &str,
+        tag: &str,
+    ) -> Result<(PathBuf, Daemon), E2eError> {
+        for mode in [Mode::Unprotected, Mode::Syncookies] {
+            self.report.rows.push(Row::new(scenario, mode.name()));
+        }
+        self.bed.prepare(Mode::XdpGuard, None)?;
+        let dir = self.run_dir(tag, Mode::XdpGuard);
+        let daemon = Daemon::start(&self.bin, self.bed.srv(), &dir, Thresholds::DEFAULT)?;
+        Ok((dir, daemon))
+    }
+
     pub(super) fn run_dir(&self, scenario: &str, mode: Mode) -> PathBuf {
         let slug = match mode {
             Mode::Unprotected => "unprotected",

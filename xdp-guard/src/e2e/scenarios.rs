@@ -440,12 +440,7 @@ pub(super) fn heavy_client(ctx: &mut Ctx) -> Result<(), E2eError> {
 
 pub(super) fn sigkill_restart(ctx: &mut Ctx) -> Result<(), E2eError> {
     const S: &str = "5 sigkill+restart";
-    for mode in [Mode::Unprotected, Mode::Syncookies] {
-        ctx.report.rows.push(Row::new(S, mode.name()));
-    }
-    ctx.bed.prepare(Mode::XdpGuard, None)?;
-    let dir = ctx.run_dir("s5", Mode::XdpGuard);
-    let mut daemon = Daemon::start(&ctx.bin, ctx.bed.srv(), &dir, Thresholds::DEFAULT)?;
+    let (dir, mut daemon) = ctx.xdp_guard_only(S, "s5")?;
     let iface = ctx.bed.srv().iface.clone();
     let secs = ctx.flood_secs.max(10) + 4;
     let syns_before = ctx.bed.kernel_syns()?;
@@ -563,12 +558,7 @@ pub(super) fn sigkill_restart(ctx: &mut Ctx) -> Result<(), E2eError> {
 
 pub(super) fn operator_cli(ctx: &mut Ctx) -> Result<(), E2eError> {
     const S: &str = "6 operator CLI";
-    for mode in [Mode::Unprotected, Mode::Syncookies] {
-        ctx.report.rows.push(Row::new(S, mode.name()));
-    }
-    ctx.bed.prepare(Mode::XdpGuard, None)?;
-    let dir = ctx.run_dir("s6", Mode::XdpGuard);
-    let daemon = Daemon::start(&ctx.bin, ctx.bed.srv(), &dir, Thresholds::DEFAULT)?;
+    let (_, daemon) = ctx.xdp_guard_only(S, "s6")?;
     // The client is first busy enough to be tracked (the sketch admits a source after
     // burst/4 = 50 SYNs in a window), then slows to 10 requests/s for the rest, so that the
     // SYNs its kernel retransmits while blocked stay far under the limit after the unblock.
@@ -780,12 +770,7 @@ fn conns_view(c: &Connections) -> PortView {
 
 pub(super) fn conns_vs_ss(ctx: &mut Ctx) -> Result<(), E2eError> {
     const S: &str = "7 conns vs ss";
-    for mode in [Mode::Unprotected, Mode::Syncookies] {
-        ctx.report.rows.push(Row::new(S, mode.name()));
-    }
-    ctx.bed.prepare(Mode::XdpGuard, None)?;
-    let dir = ctx.run_dir("s7", Mode::XdpGuard);
-    let daemon = Daemon::start(&ctx.bin, ctx.bed.srv(), &dir, Thresholds::DEFAULT)?;
+    let (_, daemon) = ctx.xdp_guard_only(S, "s7")?;
     let holders = holder_addrs();
     let held = legit::hold_connections(
         &ctx.bed.legit().ns,
