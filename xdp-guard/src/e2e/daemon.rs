@@ -5,7 +5,7 @@ use std::{
     fs::OpenOptions,
     path::{Path, PathBuf},
     process::{Child, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use aya::maps::{Map, MapData, PerCpuArray};
@@ -195,18 +195,9 @@ impl Daemon {
     }
 
     fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        // nsenter and taskset exec the daemon in place: the child is the daemon.
         let mut child = self.child.take()?;
-        // SAFETY: our child's pid (nsenter and taskset exec the daemon in place).
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        child.wait().ok()
+        super::stop_child(&mut child, libc::SIGTERM, Duration::from_secs(20))
     }
 
     pub fn log_tail(&self, lines: usize) -> String {

@@ -183,20 +183,7 @@ impl Flood {
 impl Flood {
     /// SIGINT to `timeout`, which passes it on to trafgen; SIGKILL after 5 s.
     fn interrupt(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        // SAFETY: our child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::stop_child(&mut self.child, libc::SIGINT, Duration::from_secs(5));
     }
 }
 

@@ -92,6 +92,29 @@ fn output(cmd: &mut std::process::Command) -> Result<Output, E2eError> {
 }
 
 /// Polls `f` every `every` until it returns `Some`, for at most `timeout`.
+/// Send `signal` to `child` unless it has exited, give it `grace` to exit, then SIGKILL it.
+/// Returns its exit status (`None` if waiting for it failed).
+fn stop_child(
+    child: &mut std::process::Child,
+    signal: libc::c_int,
+    grace: Duration,
+) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    // SAFETY: our child's pid, not yet reaped (try_wait above saw it running).
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let start = std::time::Instant::now();
+    while start.elapsed() < grace {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
 fn wait_for<T>(
     what: &str,
     timeout: Duration,
